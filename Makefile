@@ -1,0 +1,37 @@
+# nncli — two commands set everything up: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+NNCLI  := $(VENV)/bin/nncli
+DEMO   := runs/digits
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.base: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.base
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## demo: train on the 8x8 digits, predict the held-out test split, plot the cost
+demo: $(VENV)/.base
+	$(NNCLI) train configs/digits.yaml --overwrite
+	$(NNCLI) predict $(DEMO)/model.npz datasets/digits_test.csv -o $(DEMO)/predictions.csv
+	$(NNCLI) plot-cost $(DEMO) -o $(DEMO)/cost.png
+	@echo "demo: predictions in $(DEMO)/predictions.csv, cost plot in $(DEMO)/cost.png"
+
+## test: lint and run the whole suite
+test: $(VENV)/.dev
+	$(VENV)/bin/ruff check nncli tests benchmarks
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check nncli tests benchmarks
+	$(VENV)/bin/ruff format --check nncli tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis

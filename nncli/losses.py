@@ -1,0 +1,72 @@
+"""Output units and their losses, each pair chosen so that δ^(L) = ∂loss/∂z^(L) = a^(L) − y.
+
+Losses are computed from z^(L), never from a^(L), so a saturated unit still gives a finite J:
+
+- ``sigmoid``: the lecture's cross-entropy summed over the K units,
+  −[y log a + (1 − y) log(1 − a)] = log(1 + e^z) − y·z, with log(1 + e^z) by ``logaddexp``;
+- ``softmax``: categorical cross-entropy −Σ_k y_k log a_k with log a = z − logsumexp(z);
+- ``linear``: squared error ½ Σ_k (a_k − y_k)².
+
+Shapes: z, a and Y are (m, K). ``activate_and_loss`` returns a^(L) and the loss summed over all m
+examples (the data part of m·J), so partitions of a batch can add their sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nncli.activations import sigmoid
+
+
+@dataclass(frozen=True)
+class OutputLoss:
+    """An output unit h_Θ(x) = a^(L) = g_out(z^(L)) and the loss that makes δ^(L) = a^(L) − y."""
+
+    name: str
+    activate: Callable[[np.ndarray], np.ndarray]
+    activate_and_loss: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]]
+
+
+def _sigmoid_cross_entropy(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
+    """a = σ(z); Σ_i Σ_k −[y log a + (1 − y) log(1 − a)] = Σ (log(1 + e^z) − y·z)."""
+    loss = np.logaddexp(0.0, z).sum() - np.vdot(Y, z)
+    return sigmoid(z), float(loss)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    """log a_k = z_k − log Σ_j e^(z_j), shifted by max z so that no exponent overflows."""
+    shifted = z - z.max(axis=1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    """a_k = e^(z_k) / Σ_j e^(z_j)."""
+    return np.exp(_log_softmax(z))
+
+
+def _softmax_cross_entropy(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
+    """a = softmax(z); Σ_i −Σ_k y_k log a_k."""
+    log_a = _log_softmax(z)
+    return np.exp(log_a), float(-np.vdot(Y, log_a))
+
+
+def _identity(z: np.ndarray) -> np.ndarray:
+    """a = z."""
+    return z.copy()
+
+
+def _squared_error(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
+    """a = z; Σ_i ½ Σ_k (a_k − y_k)²."""
+    residual = z - Y
+    return z.copy(), 0.5 * float(np.vdot(residual, residual))
+
+
+OUTPUTS: dict[str, OutputLoss] = {
+    "sigmoid": OutputLoss("sigmoid", sigmoid, _sigmoid_cross_entropy),
+    "softmax": OutputLoss("softmax", softmax, _softmax_cross_entropy),
+    "linear": OutputLoss("linear", _identity, _squared_error),
+}

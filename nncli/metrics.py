@@ -1,0 +1,47 @@
+"""Quality figures reported beside J: accuracy for classification, RMSE for regression.
+
+Each metric is computed as a sum over a batch, so the sums of an epoch's steps (or of partitions) add up,
+and ``finish`` turns the total over m examples and K outputs into the figure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    batch_sum: Callable[[np.ndarray, np.ndarray], float]
+    finish: Callable[[float, int, int], float]
+
+    def __call__(self, A: np.ndarray, Y: np.ndarray) -> float:
+        """The metric of outputs A against targets Y, both (m, K)."""
+        return self.finish(self.batch_sum(A, Y), A.shape[0], A.shape[1])
+
+
+def predicted_classes(A: np.ndarray) -> np.ndarray:
+    """Class indices from output activations: a ≥ 0.5 for one sigmoid unit, argmax over K units."""
+    if A.shape[1] == 1:
+        return (A[:, 0] >= 0.5).astype(np.intp)
+    return A.argmax(axis=1)
+
+
+def _correct(A: np.ndarray, Y: np.ndarray) -> float:
+    return float(np.count_nonzero(predicted_classes(A) == predicted_classes(Y)))
+
+
+def _squared_error(A: np.ndarray, Y: np.ndarray) -> float:
+    residual = A - Y
+    return float(np.vdot(residual, residual))
+
+
+ACCURACY = Metric("accuracy", _correct, lambda total, m, k: total / m)
+
+
+def rmse(target_scale: float = 1.0) -> Metric:
+    """RMSE = √(Σ (a − y)² / (m K)), times ``target_scale`` to report it in the target's own units."""
+    return Metric("rmse", _squared_error, lambda total, m, k: target_scale * float(np.sqrt(total / (m * k))))

@@ -1,0 +1,310 @@
+"""The forward/backpropagation engine: ``Network``, h_Θ(x), J(Θ) and its exact gradient.
+
+Rows are examples: X is (m, s_1), every a^(l) is (m, s_l), Y is (m, K). No loop runs over examples; the
+lecture's accumulation Δ^(l) := Δ^(l) + δ^(l+1)(a^(l))ᵀ over i = 1..m is one matrix product per layer.
+
+    J(Θ) = (1/m) Σ_i loss(h_Θ(x^(i)), y^(i)) + λ/(2m) Σ_l Σ (Θ^(l) without bias column)²
+    D^(l) = (1/m) Δ^(l) + (λ/m) Θ^(l)        (bias column: (1/m) Σ_i δ^(l+1))
+
+The gradient is the exact derivative of the J that is reported, hence (λ/m)·Θ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nncli.activations import ACTIVATIONS, Activation
+from nncli.errors import NncliError, lookup
+from nncli.initializers import INITIALIZERS, RELU_BIAS, initial_bias
+from nncli.layers import Dense
+from nncli.losses import OUTPUTS, OutputLoss
+
+DTYPES = {"float64": np.float64, "float32": np.float32}
+
+
+@dataclass
+class GradientSums:
+    """What one batch, or one partition of it, contributes to J and D before dividing by m.
+
+    ``loss`` is Σ_i loss^(i); ``grads`` holds, for each parameter array in ``Network.params`` order,
+    Σ_i ∂loss^(i)/∂param. Sums from disjoint partitions add up (``a + b``) to the sums of their union.
+    """
+
+    m: int
+    loss: float
+    grads: list[np.ndarray]
+
+    def __add__(self, other: GradientSums) -> GradientSums:
+        return GradientSums(
+            self.m + other.m,
+            self.loss + other.loss,
+            [mine + theirs for mine, theirs in zip(self.grads, other.grads, strict=True)],
+        )
+
+
+class Network:
+    """A fully connected network of layer sizes [s_1, …, s_L].
+
+    Hidden units use ``activation`` (a key of ``ACTIVATIONS``); the output units and their loss are
+    ``output`` (a key of ``OUTPUTS``). Weights come from ``initializer`` (a key of ``INITIALIZERS``,
+    with ``init_scale`` as ε for ``uniform`` or σ for ``normal``), drawn from ``default_rng(seed)``.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: list[int],
+        activation: str = "sigmoid",
+        output: str = "softmax",
+        initializer: str = "xavier",
+        seed: int | None = 0,
+        dtype: type | str = np.float64,
+        init_scale: float | None = None,
+        relu_bias: float = RELU_BIAS,
+    ) -> None:
+        sizes = _check_layer_sizes(layer_sizes)
+        hidden = lookup(ACTIVATIONS, activation, "activation")
+        out = lookup(OUTPUTS, output, "output")
+        init = lookup(INITIALIZERS, initializer, "initializer")
+        dtype = _check_dtype(dtype)
+        rng = np.random.default_rng(seed)
+        layers = []
+        for index, (s_in, s_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            feeds_hidden = index < len(sizes) - 2
+            W = init(rng, s_in, s_out, init_scale)
+            b = initial_bias(s_out, feeds_hidden and hidden.relu_family, relu_bias)
+            layers.append(Dense(W.astype(dtype), b.astype(dtype)))
+        self._setup(layers, hidden, out, dtype)
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: list[np.ndarray],
+        biases: list[np.ndarray],
+        activation: str = "sigmoid",
+        output: str = "softmax",
+        dtype: type | str | None = None,
+    ) -> Network:
+        """A network whose Θ^(l) are the given arrays: W^(l) (s_{l+1}, s_l) and b^(l) (s_{l+1},).
+
+        The arrays are copied. ``dtype`` defaults to that of the first weight array when it is
+        float32 or float64, else float64.
+        """
+        hidden = lookup(ACTIVATIONS, activation, "activation")
+        out = lookup(OUTPUTS, output, "output")
+        if len(weights) == 0 or len(weights) != len(biases):
+            raise NncliError(
+                f"expected as many bias vectors as weight matrices (at least one), "
+                f"got {len(weights)} weights and {len(biases)} biases"
+            )
+        if dtype is None:
+            first = np.asarray(weights[0]).dtype
+            dtype = first if first in (np.float32, np.float64) else np.float64
+        dtype = _check_dtype(dtype)
+        layers = []
+        s_in = None
+        for number, (W, b) in enumerate(zip(weights, biases, strict=True), start=1):
+            W = np.array(W, dtype=dtype)
+            b = np.array(b, dtype=dtype)
+            if W.ndim != 2 or (s_in is not None and W.shape[1] != s_in):
+                expected = f"(s_{number + 1}, {s_in})" if s_in is not None else "(s_out, s_in)"
+                raise NncliError(f"W{number} should have shape {expected}, got {W.shape}")
+            if b.shape != (W.shape[0],):
+                raise NncliError(f"b{number} should have shape ({W.shape[0]},), got {b.shape}")
+            if not (np.isfinite(W).all() and np.isfinite(b).all()):
+                raise NncliError(f"W{number} and b{number} must be finite, got nan or inf")
+            layers.append(Dense(W, b))
+            s_in = W.shape[0]
+        net = cls.__new__(cls)
+        net._setup(layers, hidden, out, dtype)
+        return net
+
+    def _setup(self, layers: list[Dense], hidden: Activation, output: OutputLoss, dtype) -> None:
+        self.layers = layers
+        self.hidden = hidden
+        self.output = output
+        self.dtype = np.dtype(dtype)
+
+    # ----------------------------------------------------------------- structure
+
+    @property
+    def activation(self) -> str:
+        return self.hidden.name
+
+    @property
+    def output_name(self) -> str:
+        return self.output.name
+
+    @property
+    def layer_sizes(self) -> list[int]:
+        return [self.layers[0].sizes[0], *(layer.sizes[1] for layer in self.layers)]
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """W^(l) for l = 1..L−1, each (s_{l+1}, s_l): Θ^(l) without its bias column."""
+        return [layer.W for layer in self.layers]
+
+    @property
+    def biases(self) -> list[np.ndarray]:
+        """b^(l) for l = 1..L−1, each (s_{l+1},): Θ^(l)'s bias column."""
+        return [layer.b for layer in self.layers]
+
+    @property
+    def params(self) -> list[np.ndarray]:
+        """Every parameter array in a fixed order (W1, b1, W2, b2, …); optimizers update them in place."""
+        return [p for layer in self.layers for p in layer.params]
+
+    @property
+    def regularized(self) -> list[bool]:
+        """For each array of ``params``, whether λ/(2m)·Σ Θ² covers it."""
+        return [flag for layer in self.layers for flag in layer.regularized]
+
+    def param_names(self) -> list[str]:
+        names = []
+        for number, layer in enumerate(self.layers, start=1):
+            names += [f"{kind}{number}" for kind in ("W", "b")[: len(layer.params)]]
+        return names
+
+    def copy_params(self) -> list[np.ndarray]:
+        return [p.copy() for p in self.params]
+
+    def set_params(self, values: list[np.ndarray]) -> None:
+        """Copy ``values`` into the parameter arrays in place (shapes as ``params``)."""
+        for param, value in zip(self.params, values, strict=True):
+            param[...] = value
+
+    # ----------------------------------------------------------------- public, checked API
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """h_Θ(X): the output activations a^(L), shape (m, K)."""
+        return self.output.activate(self.output_z(self.check_inputs(X)))
+
+    def cost(self, X: np.ndarray, Y: np.ndarray, lambda_: float = 0.0) -> float:
+        """J(Θ) = (1/m) Σ_i loss^(i) + λ/(2m) Σ W²."""
+        X, Y = self.check_inputs(X, Y)
+        _check_lambda(lambda_)
+        _, loss = self.output.activate_and_loss(self.output_z(X), Y)
+        return loss / len(X) + self.penalty(lambda_, len(X))
+
+    def gradients(
+        self, X: np.ndarray, Y: np.ndarray, lambda_: float = 0.0
+    ) -> tuple[float, list[np.ndarray], list[np.ndarray]]:
+        """(J, [D^(1) for W, …], [D^(1) for b, …]) with the shapes of ``weights`` and ``biases``."""
+        X, Y = self.check_inputs(X, Y)
+        _check_lambda(lambda_)
+        J, grads = self.finish(self.gradient_sums(X, Y), lambda_)
+        return J, grads[0::2], grads[1::2]
+
+    def check_inputs(self, X: np.ndarray, Y: np.ndarray | None = None):
+        """X (m, s_1) and Y (m, K) as finite arrays of this network's dtype; a clear error otherwise."""
+        X = _as_matrix(X, "X", self.layer_sizes[0], self.dtype)
+        if Y is None:
+            return X
+        Y = _as_matrix(Y, "Y", self.layer_sizes[-1], self.dtype)
+        if len(Y) != len(X):
+            raise NncliError(f"X and Y should have the same number of rows, got {len(X)} and {len(Y)}")
+        return X, Y
+
+    # ----------------------------------------------------------------- engine (inputs trusted)
+
+    def hidden_activations(self, X: np.ndarray) -> list[np.ndarray]:
+        """[a^(1), …, a^(L−1)]: a^(1) = X, a^(l+1) = g(z^(l+1)) with z^(l+1) = a^(l) Θ^(l)ᵀ + b^(l)."""
+        activations = [X]
+        for layer in self.layers[:-1]:
+            activations.append(self.hidden.g(layer.forward(activations[-1])))
+        return activations
+
+    def output_z(self, X: np.ndarray) -> np.ndarray:
+        """z^(L), the output units' input, shape (m, K)."""
+        return self.layers[-1].forward(self.hidden_activations(X)[-1])
+
+    def gradient_sums(self, X: np.ndarray, Y: np.ndarray) -> GradientSums:
+        """Σ_i loss^(i) and, per parameter, Σ_i ∂loss^(i)/∂param, by forward then back propagation."""
+        loss, grads, _ = self.backprop(X, Y)
+        return GradientSums(len(X), loss, grads)
+
+    def backprop(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, list[np.ndarray], np.ndarray]:
+        """One FP/BP pass: (Σ_i loss^(i), per-parameter gradient sums, a^(L)).
+
+        δ^(L) = a^(L) − y;  δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g′(z^(l));  Δ^(l) = Σ_i δ^(l+1) (a^(l))ᵀ.
+        """
+        activations = self.hidden_activations(X)
+        a_out, loss = self.output.activate_and_loss(self.layers[-1].forward(activations[-1]), Y)
+        delta = a_out - Y
+        grads: list[list[np.ndarray]] = [[] for _ in self.layers]
+        for index in range(len(self.layers) - 1, -1, -1):
+            layer, a = self.layers[index], activations[index]
+            grads[index] = layer.gradient_sums(delta, a)
+            if index > 0:
+                delta = layer.propagate(delta)
+                delta *= self.hidden.g_prime(a)
+        return loss, [g for layer_grads in grads for g in layer_grads], a_out
+
+    def penalty(self, lambda_: float, m: int) -> float:
+        """λ/(2m) Σ_l Σ (Θ^(l))² over the regularized arrays (never the biases)."""
+        if lambda_ == 0.0:
+            return 0.0
+        total = sum(
+            float(np.vdot(p, p)) for p, reg in zip(self.params, self.regularized, strict=True) if reg
+        )
+        return lambda_ / (2.0 * m) * total
+
+    def finish(self, sums: GradientSums, lambda_: float) -> tuple[float, list[np.ndarray]]:
+        """J and D from the sums: J = loss/m + λ/(2m) Σ Θ², D = Δ/m + (λ/m) Θ (bias: Σδ/m)."""
+        m = sums.m
+        grads = []
+        for grad_sum, param, reg in zip(sums.grads, self.params, self.regularized, strict=True):
+            grad = grad_sum / m
+            if reg and lambda_ != 0.0:
+                grad += (lambda_ / m) * param
+            grads.append(grad)
+        return sums.loss / m + self.penalty(lambda_, m), grads
+
+    def __repr__(self) -> str:
+        sizes = "-".join(map(str, self.layer_sizes))
+        return f"Network({sizes}, activation={self.activation!r}, output={self.output_name!r})"
+
+
+def _check_layer_sizes(layer_sizes) -> list[int]:
+    try:
+        sizes = [int(s) for s in layer_sizes]
+        exact = all(int(s) == s and not isinstance(s, bool) for s in layer_sizes)
+    except (TypeError, ValueError):
+        sizes, exact = [], False
+    if len(sizes) < 2 or not exact or min(sizes) < 1:
+        raise NncliError(
+            f"layer sizes should be a list of at least two whole numbers ≥ 1 "
+            f"([inputs, *hidden, outputs]), got {layer_sizes!r}"
+        )
+    return sizes
+
+
+def _check_dtype(dtype) -> np.dtype:
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in (np.float32, np.float64):
+        raise NncliError(f"dtype should be float64 or float32, got {dtype!r}")
+    return resolved
+
+
+def _check_lambda(lambda_: float) -> None:
+    if not (isinstance(lambda_, int | float) and np.isfinite(lambda_) and lambda_ >= 0):
+        raise NncliError(f"lambda_ should be a finite number ≥ 0, got {lambda_!r}")
+
+
+def _as_matrix(values, name: str, columns: int, dtype) -> np.ndarray:
+    array = np.asarray(values)
+    if array.ndim != 2 or array.shape[1] != columns:
+        hint = " (use .reshape(-1, 1) for a single column)" if array.ndim == 1 else ""
+        raise NncliError(f"{name} should have shape (m, {columns}), got {array.shape}{hint}")
+    if len(array) == 0:
+        raise NncliError(f"{name} should have at least one row, got shape {array.shape}")
+    if array.dtype.kind not in "fiub":
+        raise NncliError(f"{name} should hold numbers, got dtype {array.dtype}")
+    array = array.astype(dtype, copy=False)
+    if not np.isfinite(array).all():
+        raise NncliError(f"{name} must be finite, but it holds nan or inf")
+    return array

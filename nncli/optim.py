@@ -1,0 +1,62 @@
+"""Batch selection (batch, stochastic, mini-batch) and the momentum step.
+
+Batch modes, as in the lecture's "Optimization Procedure":
+
+- ``batch``: every step uses all m examples, in their order; one step per epoch;
+- ``stochastic``: one example per step, in a fresh seeded order each epoch; m steps per epoch;
+- ``mini-batch``: partitions B_1, B_2, … of ``batch_size`` examples (the last may be smaller) of a fresh
+  seeded order each epoch, with J_i = (1/|B_i|) Σ_{j ∈ B_i} loss^(j).
+
+Momentum: V := β V + (1 − β) D;  Θ := Θ − α V.  β = 0 is plain gradient descent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BatchMode:
+    """How many examples a step takes, and whether each epoch visits them in a new order."""
+
+    name: str
+    size: Callable[[int, int], int]
+    shuffle: bool
+
+
+BATCH_MODES: dict[str, BatchMode] = {
+    "batch": BatchMode("batch", lambda m, batch_size: m, shuffle=False),
+    "stochastic": BatchMode("stochastic", lambda m, batch_size: 1, shuffle=True),
+    "mini-batch": BatchMode("mini-batch", lambda m, batch_size: min(batch_size, m), shuffle=True),
+}
+
+
+def epoch_batches(
+    m: int, mode: BatchMode, batch_size: int, rng: np.random.Generator
+) -> Iterator[np.ndarray | slice]:
+    """The example indices of each step of one epoch: slices in order, or a seeded permutation's parts."""
+    size = mode.size(m, batch_size)
+    if not mode.shuffle:
+        for start in range(0, m, size):
+            yield slice(start, start + size)
+        return
+    order = rng.permutation(m)
+    for start in range(0, m, size):
+        yield order[start : start + size]
+
+
+class Momentum:
+    """V_dΘ := β V_dΘ + (1 − β) D;  Θ := Θ − α V_dΘ, for every parameter array, in place."""
+
+    def __init__(self, params: list[np.ndarray], beta: float) -> None:
+        self.beta = beta
+        self.velocities = [np.zeros_like(p) for p in params]
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray], alpha: float) -> None:
+        for param, grad, velocity in zip(params, grads, self.velocities, strict=True):
+            velocity *= self.beta
+            velocity += (1.0 - self.beta) * grad
+            param -= alpha * velocity

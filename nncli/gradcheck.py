@@ -79,7 +79,7 @@ def gradcheck(
     """
     if not (np.isfinite(epsilon) and epsilon > 0):
         raise ValueError(f"epsilon should be a number > 0, got {epsilon!r}")
-    J, dW, db = net.gradients(X, Y, lambda_)
+    _, dW, db = net.gradients(X, Y, lambda_)
     X, Y = net.check_inputs(X, Y)
     backprop = [g for pair in zip(dW, db, strict=True) for g in pair]
     chosen = _choose_indices(net.params, max_params, np.random.default_rng(seed))
@@ -88,7 +88,14 @@ def gradcheck(
         numerical = np.array([_numerical(net, X, Y, lambda_, param, i, epsilon) for i in indices])
         exact = grad.reshape(-1)[indices].astype(np.float64)
         arrays.append(
-            ArrayCheck(name, len(indices), param.size, relative_difference(numerical, exact), numerical, exact)
+            ArrayCheck(
+                name,
+                len(indices),
+                param.size,
+                relative_difference(numerical, exact),
+                numerical,
+                exact,
+            )
         )
     overall = relative_difference(
         np.concatenate([a.numerical for a in arrays]), np.concatenate([a.backprop for a in arrays])

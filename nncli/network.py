@@ -11,6 +11,7 @@ The gradient is the exact derivative of the J that is reported, hence (λ/m)·Θ
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,7 +71,7 @@ class Network:
         dtype = _check_dtype(dtype)
         rng = np.random.default_rng(seed)
         layers = []
-        for index, (s_in, s_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        for index, (s_in, s_out) in enumerate(itertools.pairwise(sizes)):
             feeds_hidden = index < len(sizes) - 2
             W = init(rng, s_in, s_out, init_scale)
             b = initial_bias(s_out, feeds_hidden and hidden.relu_family, relu_bias)
@@ -245,9 +246,7 @@ class Network:
         """λ/(2m) Σ_l Σ (Θ^(l))² over the regularized arrays (never the biases)."""
         if lambda_ == 0.0:
             return 0.0
-        total = sum(
-            float(np.vdot(p, p)) for p, reg in zip(self.params, self.regularized, strict=True) if reg
-        )
+        total = sum(float(np.vdot(p, p)) for p, reg in zip(self.params, self.regularized, strict=True) if reg)
         return lambda_ / (2.0 * m) * total
 
     def finish(self, sums: GradientSums, lambda_: float) -> tuple[float, list[np.ndarray]]:

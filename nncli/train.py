@@ -159,11 +159,23 @@ def _check_hyperparameters(alpha, lambda_, beta, batch_size, epochs, patience) -
 
     checks = [
         (number(alpha) and alpha > 0, "alpha (α, the learning rate) should be a number > 0", alpha),
-        (number(lambda_) and lambda_ >= 0, "lambda_ (λ, L2 strength) should be a number ≥ 0", lambda_),
+        (
+            number(lambda_) and lambda_ >= 0,
+            "lambda_ (λ, L2 strength) should be a number ≥ 0",
+            lambda_,
+        ),
         (number(beta) and 0 <= beta < 1, "beta (β, momentum) should be a number in [0, 1)", beta),
-        (whole(batch_size) and batch_size >= 1, "batch_size should be a whole number ≥ 1", batch_size),
+        (
+            whole(batch_size) and batch_size >= 1,
+            "batch_size should be a whole number ≥ 1",
+            batch_size,
+        ),
         (whole(epochs) and epochs >= 0, "epochs should be a whole number ≥ 0", epochs),
-        (patience is None or (whole(patience) and patience >= 1), "patience should be ≥ 1", patience),
+        (
+            patience is None or (whole(patience) and patience >= 1),
+            "patience should be ≥ 1",
+            patience,
+        ),
     ]
     for ok, message, value in checks:
         if not ok:

@@ -139,7 +139,7 @@ def _cost(net: Network, data, lambda_: float) -> float | None:
     if data is None:
         return None
     X, Y = data
-    loss, _ = net.output.activate_and_loss(net.output_z(X), Y)
+    _, loss = net.output.activate_and_loss(net.output_z(X), Y)
     return loss / len(X) + net.penalty(lambda_, len(X))
 
 

@@ -1,0 +1,298 @@
+"""The command line: thin click commands over ``pipeline``, and the one place errors become exit codes.
+
+Exit codes: 0 success, 1 a check failed (gradcheck), 2 bad input or usage, 3 training diverged.
+stdout carries data (predictions, gradcheck reports, terminal plots); progress and messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from nncli import __version__
+from nncli.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, NncliError
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def fail(message: str, code: int) -> None:
+    click.echo(f"nncli: error: {message}", err=True)
+    sys.exit(code)
+
+
+def reports_errors(command):
+    """Turn a user's mistake (NncliError) or an unwritable file into one line on stderr and its exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except NncliError as error:
+            fail(str(error), error.exit_code)
+        except OSError as error:
+            where = f" '{error.filename}'" if error.filename else ""
+            fail(f"cannot read or write{where}: {error.strerror or error}", EXIT_BAD_INPUT)
+
+    return wrapper
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "-V", "--version", prog_name="nncli")
+def main() -> None:
+    """Train fully connected neural networks from a YAML config and a CSV file.
+
+    \b
+    Example:
+      nncli train configs/iris.yaml
+      nncli predict runs/iris/model.npz datasets/iris_test.csv --proba
+      nncli gradcheck
+      nncli plot-cost runs/iris -o cost.png
+
+    Exit codes: 0 success, 1 a check failed, 2 bad input or usage, 3 training diverged.
+    """
+
+
+# ------------------------------------------------------------------ train
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable)."
+)
+@click.option("--epochs", type=click.IntRange(min=1), help="Override training.epochs.")
+@click.option("--seed", type=click.IntRange(min=0), help="Override training.seed.")
+@click.option("--out", type=click.Path(path_type=Path), help="Override output.dir.")
+@click.option("--overwrite", is_flag=True, help="Replace a model already in the output folder.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@reports_errors
+def train(config, overrides, epochs, seed, out, overwrite, quiet):
+    """Train the network CONFIG describes; write model.npz, history.csv and metrics.json.
+
+    \b
+    Example:
+      nncli train configs/digits.yaml --set training.alpha=0.05 --epochs 50 --out runs/try1
+    """
+    from tqdm import tqdm
+
+    from nncli.config import load_config
+    from nncli.pipeline import train_from_config
+
+    values = {
+        "training.epochs": epochs,
+        "training.seed": seed,
+        "output.dir": str(out.resolve()) if out else None,
+    }
+    cfg = load_config(config, list(overrides), {k: v for k, v in values.items() if v is not None})
+    bar = tqdm(total=cfg.training.epochs, unit="epoch", file=sys.stderr, disable=True if quiet else None)
+
+    def show(record):
+        figures = {"J": f"{record.train_cost:.4g}"}
+        if record.val_cost is not None:
+            figures["val J"] = f"{record.val_cost:.4g}"
+        if record.val_metric is not None:
+            figures["val " + metric_name] = f"{record.val_metric:.4g}"
+        bar.set_postfix(figures, refresh=False)
+        bar.update()
+
+    metric_name = "acc" if cfg.data.task == "classification" else "rmse"
+
+    with bar:
+        run = train_from_config(cfg, overwrite=overwrite, on_epoch=show)
+    if not quiet:
+        click.echo(summary(run), err=True)
+    if run.history.stop_reason == "diverged":
+        fail(
+            f"training diverged in epoch {len(run.history) + 1}: J became nan or inf; the best weights "
+            f"so far are saved in '{run.directory}'; try a smaller training.alpha "
+            f"(now {cfg.training.alpha:g})",
+            EXIT_DIVERGED,
+        )
+
+
+def summary(run) -> str:
+    m = run.metrics
+    name = m["metric"]
+    sizes = "-".join(map(str, m["layer_sizes"]))
+    lines = [
+        f"nncli: trained {sizes} ({m['parameters']:,} parameters) for {m['epochs']} epochs in "
+        f"{m['seconds']:.2f} s ({m['stop_reason'].replace('_', ' ')})"
+    ]
+    for split in ("train", "validation", "test"):
+        if m[split] is not None:
+            figures = m[split]
+            lines.append(
+                f"  {split:<10}  J {figures['cost']:.4f}   {name} {figures[name]:.4f}"
+                f"   ({figures['rows']} rows)"
+            )
+    lines.append(f"  wrote model.npz, history.csv, metrics.json to {run.directory}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ predict
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("model", type=click.Path(path_type=Path))
+@click.argument("data", type=click.Path(path_type=Path, allow_dash=True))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the CSV here instead of stdout.")
+@click.option("--proba", is_flag=True, help="Add a p_<class> column per class.")
+@reports_errors
+def predict(model, data, output, proba):
+    """Apply MODEL to the rows of DATA (a CSV file, or - for stdin) and print a CSV of predictions.
+
+    Features are matched by column name, so extra columns and the target may be present; with the
+    target present, the accuracy (or RMSE) goes to stderr.
+
+    \b
+    Example:
+      nncli predict runs/iris/model.npz datasets/iris_test.csv --proba > predictions.csv
+      cat rows.csv | nncli predict runs/iris/model.npz - | cut -d, -f1
+    """
+    from nncli.data import CsvSource, csv_text, read_csv
+    from nncli.files import atomic_write_text
+    from nncli.pipeline import load_trained_model
+    from nncli.pipeline import predict as predict_rows
+
+    trained = load_trained_model(model)
+    data_config = trained.meta.get("config", {}).get("data", {})
+    source = CsvSource(
+        None if str(data) == "-" else data,
+        data_config.get("delimiter", ","),
+        data_config.get("encoding", "utf-8"),
+    )
+    frame = read_csv(source)
+    frame.columns = [str(c) for c in frame.columns]
+    result = predict_rows(trained, frame, source, proba)
+    text = csv_text(result.columns)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        atomic_write_text(output, text)
+    if result.score is not None:
+        name, value = result.score
+        click.echo(f"nncli: {name} {value:.4f} on {len(frame)} rows of '{source.name}'", err=True)
+
+
+# ------------------------------------------------------------------ gradcheck
+
+
+@main.command(context_settings=CONTEXT)
+@click.argument("config", required=False, type=click.Path(path_type=Path))
+@click.option(
+    "--epsilon",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-4,
+    show_default=True,
+    help="ε of the centred differences.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-7,
+    show_default=True,
+    help="Largest relative difference that passes.",
+)
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Rows of the config's data to check on.",
+)
+@click.option(
+    "--max-params",
+    type=click.IntRange(min=1),
+    default=2000,
+    show_default=True,
+    help="Check a seeded subset of about this many parameters in a larger network.",
+)
+@reports_errors
+def gradcheck(config, epsilon, tolerance, samples, max_params):
+    """Check backpropagation against centred differences (J(θ+ε) − J(θ−ε)) / 2ε.
+
+    With no CONFIG, the lecture's check network (3-5-3, m = 5) with λ = 0 and λ = 3; with CONFIG,
+    its architecture, output and λ on a seeded sample of its data. Prints the relative difference
+    ‖num − bp‖ / ‖num + bp‖ per array and PASS or FAIL; exits 0 on pass, 1 on fail.
+
+    \b
+    Example:
+      nncli gradcheck && echo "backprop is right"
+      nncli gradcheck configs/digits.yaml --samples 20 --tolerance 1e-6
+    """
+    from nncli import gradcheck as check
+    from nncli.config import load_config
+    from nncli.gradcheck import lecture_check_problem
+    from nncli.pipeline import gradcheck_config
+
+    if config is None:
+        net, X, Y = lecture_check_problem()
+        runs = [
+            (f"lecture check network, λ = {lam:g}", net, check(net, X, Y, lam, epsilon)) for lam in (0.0, 3.0)
+        ]
+    else:
+        cfg = load_config(config)
+        net, report, m = gradcheck_config(cfg, samples, epsilon, max_params)
+        runs = [(f"{config}, λ = {cfg.training.lambda_:g}, m = {m}", net, report)]
+    passed = True
+    for title, net, report in runs:
+        ok = report.passed(tolerance)
+        passed &= ok
+        click.echo(format_report(title, net, report, tolerance, ok))
+    click.echo("PASS" if passed else "FAIL")
+    sys.exit(0 if passed else EXIT_CHECK_FAILED)
+
+
+def format_report(title, net, report, tolerance, ok) -> str:
+    sizes = "-".join(map(str, net.layer_sizes))
+    lines = [
+        f"{title}: {sizes} {net.activation}/{net.output_name}, "
+        f"ε = {report.epsilon:g}, tolerance {tolerance:g}",
+        f"  {'array':<6} {'checked':>12}  relative difference",
+    ]
+    for a in report.arrays:
+        lines.append(f"  {a.name:<6} {a.checked:>5} of {a.size:<5}  {a.relative_difference:.3e}")
+    lines.append(
+        f"  {'all':<6} {report.checked:>12}  {report.relative_difference:.3e}  {'PASS' if ok else 'FAIL'}"
+    )
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ plot-cost
+
+
+@main.command("plot-cost", context_settings=CONTEXT)
+@click.argument("history", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write an image (.png, .svg or .pdf).")
+@click.option("--title", help="The plot's title.")
+@reports_errors
+def plot_cost(history, output, title):
+    """Plot J(Θ) against iterations from HISTORY.csv or a run folder holding one.
+
+    With no -o, the curves are drawn in the terminal.
+
+    \b
+    Example:
+      nncli plot-cost runs/digits
+      nncli plot-cost runs/digits/history.csv -o cost.png
+    """
+    from nncli.data import read_history
+    from nncli.plot import plot_image, plot_terminal
+
+    path = history / "history.csv" if history.is_dir() else history
+    frame = read_history(path)
+    if len(frame) == 0:
+        raise NncliError(f"'{path}' holds no epochs yet, so there is nothing to plot")
+    title = title or f"J(Θ) over iterations — {path.parent.name or path.stem}"
+    if output is None:
+        click.echo(plot_terminal(frame, title))
+    else:
+        plot_image(frame, output, title)
+        click.echo(f"nncli: wrote {output}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,384 @@
+"""The YAML config: loaded with a safe loader, validated completely before anything runs, then frozen.
+
+Each section is a frozen dataclass whose fields are the YAML keys; a field's metadata holds its check and
+its one-line meaning, so the defaults, the validation and the documentation come from one place.
+Relative paths resolve against the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nncli.activations import ACTIVATIONS
+from nncli.errors import ConfigError
+from nncli.initializers import INITIALIZERS, RELU_BIAS
+from nncli.losses import OUTPUTS
+from nncli.network import DTYPES
+from nncli.optim import BATCH_MODES
+
+TASKS = ("classification", "regression")
+REQUIRED = object()
+
+Check = Callable[[Any, str, Path], Any]
+
+
+def option(default: Any, check: Check, doc: str, key: str | None = None):
+    """A config field: its default, the function that validates and converts it, and its meaning."""
+    return field(default=default, metadata={"check": check, "doc": doc, "key": key})
+
+
+# ------------------------------------------------------------------ value checks
+
+
+def _fail(path: str, expected: str, value: Any) -> ConfigError:
+    return ConfigError(f"{path} should be {expected}, got {value!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def number(low: float | None = None, high: float | None = None, low_open=False, high_open=False) -> Check:
+    """A real number in the interval given (open or closed at each end)."""
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    span = f"in {left}{'-∞' if low is None else low}, {'∞' if high is None else high}{right}"
+
+    def check(value, path, base):
+        ok = _is_number(value) and abs(value) != float("inf")
+        ok = ok and (low is None or (value > low if low_open else value >= low))
+        ok = ok and (high is None or (value < high if high_open else value <= high))
+        if not ok:
+            raise _fail(path, f"a number {span}", value)
+        return float(value)
+
+    return check
+
+
+def whole(low: int) -> Check:
+    def check(value, path, base):
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
+            raise _fail(path, f"a whole number ≥ {low}", value)
+        return value
+
+    return check
+
+
+def choice(allowed) -> Check:
+    names = list(allowed)
+
+    def check(value, path, base):
+        if value not in names:
+            raise _fail(path, "one of " + ", ".join(names), value)
+        return value
+
+    return check
+
+
+def optional(inner: Check) -> Check:
+    def check(value, path, base):
+        return None if value is None else inner(value, path, base)
+
+    return check
+
+
+def boolean(value, path, base):
+    if not isinstance(value, bool):
+        raise _fail(path, "true or false", value)
+    return value
+
+
+def text(value, path, base):
+    if not isinstance(value, str) or not value:
+        raise _fail(path, "a non-empty string", value)
+    return value
+
+
+def column(value, path, base):
+    """A column name; YAML may read a numeric header such as 3 as a number, so numbers are allowed."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise _fail(path, "a column name", value)
+    return str(value)
+
+
+def columns(value, path, base):
+    if not isinstance(value, list) or not value:
+        raise _fail(path, "a non-empty list of column names", value)
+    names = [column(v, f"{path}[{i}]", base) for i, v in enumerate(value)]
+    if len(set(names)) != len(names):
+        raise _fail(path, "a list of distinct column names", value)
+    return tuple(names)
+
+
+def file_path(value, path, base):
+    if not isinstance(value, str) or not value:
+        raise _fail(path, "a file path", value)
+    return base / Path(value).expanduser()
+
+
+def layer_sizes(value, path, base):
+    if not isinstance(value, list) or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in value
+    ):
+        raise _fail(path, "a list of whole numbers ≥ 1 (one per hidden layer; [] for none)", value)
+    return tuple(value)
+
+
+def delimiter(value, path, base):
+    if not isinstance(value, str) or len(value) != 1 or value in '\r\n"':
+        raise _fail(path, "one character such as ',' ';' or '\\t'", value)
+    return value
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    patience: int
+
+
+def early_stopping(value, path, base):
+    """null, or a mapping {patience: N}."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise _fail(path, "null or a mapping such as {patience: 10}", value)
+    _reject_unknown(value, {"patience"}, path)
+    return EarlyStopping(whole(1)(value.get("patience", 10), f"{path}.patience", base))
+
+
+# ------------------------------------------------------------------ sections
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    path: Path = option(REQUIRED, file_path, "CSV file with a header row (required)")
+    target: str | None = option(None, optional(column), "target column; default: the last column")
+    features: tuple[str, ...] | None = option(
+        None, optional(columns), "feature columns; default: all columns but the target"
+    )
+    task: str = option("classification", choice(TASKS), "classification or regression")
+    validation_split: float = option(
+        0.0,
+        number(0, 1, high_open=True),
+        "fraction of the training rows held out for validation (stratified, seeded); 0 = none",
+    )
+    validation: Path | None = option(None, optional(file_path), "a separate validation CSV instead")
+    test: Path | None = option(None, optional(file_path), "a test CSV, evaluated once after training")
+    standardize: bool = option(
+        True, boolean, "standardize features (and a regression target) with the training split's mean/std"
+    )
+    delimiter: str = option(",", delimiter, "the CSV field separator")
+    encoding: str = option("utf-8", text, "the CSV files' text encoding")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    hidden: tuple[int, ...] = option(
+        (8,), layer_sizes, "hidden layer sizes; input and output sizes come from the data"
+    )
+    activation: str = option("sigmoid", choice(ACTIVATIONS), "hidden units' g: " + " | ".join(ACTIVATIONS))
+    output: str = option(
+        "auto",
+        choice(["auto", *OUTPUTS]),
+        "output units and loss: auto (2 classes: one sigmoid; more: softmax; regression: linear) | "
+        + " | ".join(OUTPUTS),
+    )
+    initializer: str = option(
+        "xavier", choice(INITIALIZERS), "weights' initializer: " + " | ".join(INITIALIZERS)
+    )
+    init_scale: float | None = option(
+        None, optional(number(0, low_open=True)), "ε for uniform, σ for normal; null = the lecture's default"
+    )
+    relu_bias: float = option(RELU_BIAS, number(), "initial bias in front of relu and leaky_relu units")
+    dtype: str = option("float64", choice(DTYPES), "float64 or float32")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    alpha: float = option(0.1, number(0, low_open=True), "α, the learning rate")
+    lambda_: float = option(0.0, number(0), "λ, the L2 regularization strength", key="lambda")
+    beta: float = option(0.9, number(0, 1, high_open=True), "β, momentum; 0 = plain gradient descent")
+    batch: str = option("mini-batch", choice(BATCH_MODES), " | ".join(BATCH_MODES))
+    batch_size: int = option(32, whole(1), "examples per step in mini-batch mode")
+    epochs: int = option(100, whole(1), "passes over the training split")
+    seed: int = option(0, whole(0), "seed of the weights, the split and the shuffling")
+    early_stopping: EarlyStopping | None = option(
+        None, early_stopping, "null, or {patience: N}: stop when validation J has not improved for N epochs"
+    )
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    dir: Path = option(
+        None,
+        optional(file_path),
+        "folder for model.npz, history.csv, metrics.json; default: runs/<config name>",
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig
+    model: ModelConfig
+    training: TrainingConfig
+    output: OutputConfig
+    source: Path | None = None
+
+    def to_dict(self) -> dict:
+        """The resolved config as plain YAML/JSON values (paths as strings), keyed as in the file."""
+        return {
+            section.name: {
+                _key(f): _plain(getattr(getattr(self, section.name), f.name))
+                for f in dataclasses.fields(section.type_class)
+            }
+            for section in SECTIONS
+        }
+
+
+@dataclass(frozen=True)
+class _Section:
+    name: str
+    type_class: type
+
+
+SECTIONS = (
+    _Section("data", DataConfig),
+    _Section("model", ModelConfig),
+    _Section("training", TrainingConfig),
+    _Section("output", OutputConfig),
+)
+
+
+def _key(f: dataclasses.Field) -> str:
+    return f.metadata["key"] or f.name
+
+
+def _plain(value):
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    return value
+
+
+def reference() -> list[tuple[str, Any, str]]:
+    """(key path, default, meaning) for every config key, in file order; the README's table comes from it."""
+    rows = []
+    for section in SECTIONS:
+        for f in dataclasses.fields(section.type_class):
+            default = None if f.default is REQUIRED else _plain(f.default)
+            rows.append((f"{section.name}.{_key(f)}", default, f.metadata["doc"]))
+    return rows
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, Any] | None = None) -> Config:
+    """Read, override and validate a config file.
+
+    ``overrides`` are ``--set KEY=VALUE`` strings (VALUE read as YAML); ``values`` maps key paths to
+    values already parsed (``--epochs``, ``--seed``, ``--out``). Both win over the file.
+    """
+    path = Path(path)
+    try:
+        text_ = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"config file '{path}' cannot be read as UTF-8 text ({error})") from None
+    try:
+        document = yaml.safe_load(text_)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" line {where.line + 1}" if where is not None else ""
+        problem = getattr(error, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{path}{line}: {problem}; the config must be a YAML mapping of sections") from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise ConfigError(
+            f"{path} should hold a YAML mapping (data:, model:, training:, output:), "
+            f"got a {type(document).__name__}"
+        )
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects KEY=VALUE such as training.alpha=0.05, got {item!r}")
+        try:
+            parsed = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
+        _assign(document, key.strip(), parsed, "--set ")
+    for key, value in (values or {}).items():
+        _assign(document, key, value, "")
+    return validate(document, path.parent.resolve(), source=path)
+
+
+def validate(document: dict, base: Path, source: Path | None = None) -> Config:
+    """A frozen Config from a parsed YAML mapping; relative paths resolve against ``base``."""
+    _reject_unknown(document, {s.name for s in SECTIONS}, "")
+    sections = {}
+    for section in SECTIONS:
+        given = document.get(section.name) or {}
+        if not isinstance(given, dict):
+            raise ConfigError(f"{section.name} should be a mapping of keys, got {given!r}")
+        fields = {_key(f): f for f in dataclasses.fields(section.type_class)}
+        _reject_unknown(given, set(fields), section.name)
+        values = {}
+        for key, f in fields.items():
+            path = f"{section.name}.{key}"
+            if key not in given:
+                if f.default is REQUIRED:
+                    raise ConfigError(f"{path} is required: {f.metadata['doc']}")
+                values[f.name] = f.default
+            else:
+                values[f.name] = f.metadata["check"](given[key], path, base)
+        sections[section.name] = section.type_class(**values)
+    output = sections["output"]
+    if output.dir is None:
+        stem = source.stem if source is not None else "run"
+        sections["output"] = OutputConfig(dir=Path("runs") / stem)
+    return Config(**sections, source=source)
+
+
+def _assign(document: dict, dotted: str, value: Any, origin: str) -> None:
+    parts = dotted.split(".")
+    node = document
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}{dotted}: {'.'.join(parts[: depth + 1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _all_key_paths() -> list[str]:
+    return [path for path, _, _ in reference()]
+
+
+def _reject_unknown(given: dict, allowed: set[str], section: str) -> None:
+    for key in given:
+        if key in allowed:
+            continue
+        where = f"{section}.{key}" if section else str(key)
+        hint = ""
+        close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
+        elsewhere = [p for p in _all_key_paths() if p.endswith(f".{key}") and not p.startswith(f"{section}.")]
+        if close:
+            hint = f"; did you mean {section + '.' if section else ''}{close[0]}?"
+        elif elsewhere:
+            hint = f"; it belongs in {elsewhere[0]}"
+        else:
+            hint = "; allowed here: " + ", ".join(sorted(allowed))
+        raise ConfigError(f"unknown config key {where!r}{hint}")

@@ -1,0 +1,392 @@
+"""CSV files into the arrays the engine takes, and back: the only user of pandas.
+
+- ``read_csv``: a table with a header row; every failure becomes one DataError naming the file and line.
+- ``Preprocessing``: which columns are features and target, the classes (sorted), and the training split's
+  standardization; it turns a table into X (m, n) and Y (m, K) and output activations back into labels.
+- ``prepare``: the train / validation / test arrays a config describes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nncli.errors import DataError
+from nncli.metrics import predicted_classes
+
+MIN_ROWS = 2
+
+
+@dataclass(frozen=True)
+class CsvSource:
+    """Where a table came from, to name it in messages: a file, or standard input ('-')."""
+
+    path: Path | None
+    delimiter: str = ","
+    encoding: str = "utf-8"
+
+    @property
+    def name(self) -> str:
+        return "standard input" if self.path is None else str(self.path)
+
+
+def read_csv(source: CsvSource, what: str = "data file") -> pd.DataFrame:
+    """The table in ``source``, with its header row as column names and every cell as read."""
+    if source.path is not None and not source.path.is_file():
+        kind = "is a folder, not a file" if source.path.is_dir() else "does not exist"
+        raise DataError(f"{what} '{source.name}' {kind}")
+    handle = source.path if source.path is not None else sys.stdin.buffer
+    try:
+        frame = pd.read_csv(handle, sep=source.delimiter, encoding=source.encoding, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{what} '{source.name}' is empty; it needs a header row and data rows") from None
+    except pd.errors.ParserError as error:
+        raise DataError(_describe_parser_error(source, error)) from None
+    except UnicodeDecodeError as error:
+        raise DataError(
+            f"{what} '{source.name}' is not valid {source.encoding} text (byte {error.start}); "
+            f"set data.encoding to the file's encoding, such as latin-1"
+        ) from None
+    except LookupError:
+        raise DataError(f"data.encoding {source.encoding!r} is not a text encoding Python knows") from None
+    if len(frame.columns) and frame.columns.duplicated().any():
+        raise DataError(f"{what} '{source.name}' repeats a column name in its header")
+    return frame
+
+
+def _describe_parser_error(source: CsvSource, error: Exception) -> str:
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+    if found:
+        expected, line, saw = found.groups()
+        return (
+            f"'{source.name}' line {line} has {saw} fields but the header has {expected}; "
+            f"every row needs one value per column"
+        )
+    detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+    return f"'{source.name}' is not a readable CSV file ({detail})"
+
+
+def _locate(source: CsvSource, row: int) -> tuple[str, int | None, int | None]:
+    """(where, fields in that record, fields in the header) for data row ``row`` (0-based), by
+    re-reading the file with the csv module; only called to explain an error."""
+    if source.path is None:
+        return f"row {row + 1}", None, None
+    with open(source.path, newline="", encoding=source.encoding, errors="replace") as handle:
+        reader = csv.reader(handle, delimiter=source.delimiter)
+        header = next(reader, [])
+        records = (record for record in reader if record and any(cell.strip() for cell in record))
+        for index, record in enumerate(records):
+            if index == row:
+                return f"line {reader.line_num}", len(record), len(header)
+    return f"row {row + 1}", None, None
+
+
+def numeric_matrix(frame: pd.DataFrame, names, source: CsvSource) -> np.ndarray:
+    """The named columns as a float64 (m, n) matrix; a DataError names the first cell that is not a
+    finite number (or is empty, or is missing from a short row)."""
+    try:
+        matrix = frame[list(names)].to_numpy(dtype=np.float64)
+        if np.isfinite(matrix).all():
+            return matrix
+    except (ValueError, TypeError):
+        pass
+    for name in names:
+        column = frame[name]
+        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise DataError(_describe_cell(source, column, int(bad[0])))
+    raise DataError(f"'{source.name}': the columns {list(names)} could not be read as numbers")
+
+
+def _describe_cell(source: CsvSource, column: pd.Series, row: int) -> str:
+    raw = column.iloc[row]
+    where, fields, header = _locate(source, row)
+    prefix = f"'{source.name}' {where}"
+    if fields is not None and header is not None and fields < header:
+        return (
+            f"{prefix} has {fields} fields but the header has {header}; every row needs one value per column"
+        )
+    if pd.isna(raw):
+        return f"{prefix}: column '{column.name}' is empty; fill it in or drop the row"
+    return (
+        f"{prefix}: column '{column.name}' holds {str(raw)!r}, which is not a finite number; "
+        f"a feature column must be numeric"
+    )
+
+
+def _canonical_label(value):
+    """A class label as it is kept in the model: a Python int for whole numbers, else a string."""
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value))
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return int(value)
+    return str(value)
+
+
+def class_labels(frame: pd.DataFrame, target: str, source: CsvSource) -> list:
+    column = frame[target]
+    missing = np.flatnonzero(column.isna().to_numpy())
+    if len(missing):
+        raise DataError(_describe_cell(source, column, int(missing[0])).replace("a feature column", "it"))
+    if pd.api.types.is_float_dtype(column) and not np.all(np.mod(column.to_numpy(), 1) == 0):
+        raise DataError(
+            f"'{source.name}': target column '{target}' holds fractional numbers; "
+            f"set data.task: regression to predict a number"
+        )
+    return [_canonical_label(v) for v in column.tolist()]
+
+
+def _sort_key(label):
+    return (isinstance(label, str), label)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a table becomes (X, Y) and outputs become labels.
+
+    x ↦ (x − mean) / std per feature (std 0 is taken as 1); for regression, y ↦ (y − target_mean) /
+    target_std. ``classes`` are sorted; ``output_units`` is K (1 for one sigmoid unit over two classes).
+    """
+
+    features: tuple[str, ...]
+    target: str
+    task: str
+    classes: tuple | None
+    output_units: int
+    mean: np.ndarray
+    std: np.ndarray
+    target_mean: float = 0.0
+    target_std: float = 1.0
+
+    def inputs(self, frame: pd.DataFrame, source: CsvSource) -> np.ndarray:
+        """X (m, n): the feature columns by name, standardized."""
+        missing = [name for name in self.features if name not in frame.columns]
+        if missing:
+            raise DataError(
+                f"'{source.name}' has no feature column {missing[0]!r}; the model needs columns "
+                f"{', '.join(self.features)}"
+            )
+        X = numeric_matrix(frame, self.features, source)
+        X -= self.mean
+        X /= self.std
+        return X
+
+    def targets(self, frame: pd.DataFrame, source: CsvSource) -> np.ndarray:
+        """Y (m, K): one-hot rows (or a 0/1 column for one sigmoid unit), or the standardized target."""
+        if self.target not in frame.columns:
+            raise DataError(f"'{source.name}' has no target column {self.target!r}")
+        if self.task == "regression":
+            y = numeric_matrix(frame, [self.target], source)
+            return (y - self.target_mean) / self.target_std
+        labels = class_labels(frame, self.target, source)
+        index = {label: i for i, label in enumerate(self.classes)}
+        unknown = next((label for label in labels if label not in index), None)
+        if unknown is not None:
+            raise DataError(
+                f"'{source.name}': target {unknown!r} is not one of the model's classes "
+                f"{', '.join(map(str, self.classes))}"
+            )
+        codes = np.array([index[label] for label in labels])
+        if self.output_units == 1:
+            return codes.reshape(-1, 1).astype(np.float64)
+        return np.eye(len(self.classes))[codes]
+
+    def decode(self, A: np.ndarray) -> list:
+        """Predictions in the original label space, from output activations A (m, K)."""
+        if self.task == "regression":
+            return (A[:, 0] * self.target_std + self.target_mean).tolist()
+        return [self.classes[i] for i in predicted_classes(A)]
+
+    def probabilities(self, A: np.ndarray) -> np.ndarray:
+        """(m, number of classes): P(class) per row; for one sigmoid unit [1 − a, a]."""
+        if self.output_units == 1:
+            return np.column_stack([1.0 - A[:, 0], A[:, 0]])
+        return A
+
+    def to_meta(self) -> dict:
+        return {
+            "feature_names": list(self.features),
+            "target_name": self.target,
+            "task": self.task,
+            "classes": None if self.classes is None else list(self.classes),
+            "output_units": self.output_units,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "target_mean": self.target_mean,
+            "target_std": self.target_std,
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> Preprocessing:
+        classes = meta["classes"]
+        return cls(
+            features=tuple(str(name) for name in meta["feature_names"]),
+            target=str(meta["target_name"]),
+            task=str(meta["task"]),
+            classes=None if classes is None else tuple(classes),
+            output_units=int(meta["output_units"]),
+            mean=np.asarray(meta["mean"], dtype=np.float64),
+            std=np.asarray(meta["std"], dtype=np.float64),
+            target_mean=float(meta["target_mean"]),
+            target_std=float(meta["target_std"]),
+        )
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    preprocessing: Preprocessing
+    output: str
+    train: tuple[np.ndarray, np.ndarray]
+    validation: tuple[np.ndarray, np.ndarray] | None
+    test: tuple[np.ndarray, np.ndarray] | None
+
+
+def resolve_output(requested: str, task: str, n_classes: int | None) -> tuple[str, int]:
+    """The output unit name and K: auto picks one sigmoid for 2 classes, softmax for more, linear for
+    regression; an explicit sigmoid or softmax gets one unit per class."""
+    if task == "regression":
+        if requested not in ("auto", "linear"):
+            raise DataError(
+                f"model.output {requested!r} cannot predict a number; use linear (or auto) for regression"
+            )
+        return "linear", 1
+    if requested == "auto":
+        return ("sigmoid", 1) if n_classes == 2 else ("softmax", n_classes)
+    if requested == "sigmoid" and n_classes == 2:
+        return "sigmoid", 1
+    return requested, n_classes
+
+
+def prepare(data, requested_output: str, seed: int) -> PreparedData:
+    """Read and check the config's CSVs (``data`` is a DataConfig) and turn them into arrays."""
+    source = CsvSource(data.path, data.delimiter, data.encoding)
+    frame = read_csv(source)
+    columns = [str(c) for c in frame.columns]
+    frame.columns = columns
+    target = data.target if data.target is not None else (columns[-1] if columns else None)
+    if target not in columns:
+        raise DataError(
+            f"'{source.name}' has no column {target!r} (data.target); its columns are {', '.join(columns)}"
+        )
+    features = list(data.features) if data.features is not None else [c for c in columns if c != target]
+    for name in features:
+        if name not in columns:
+            raise DataError(
+                f"'{source.name}' has no column {name!r} (data.features); "
+                f"its columns are {', '.join(columns)}"
+            )
+    if target in features:
+        raise DataError(f"column {target!r} is the target, so it cannot also be in data.features")
+    if not features:
+        raise DataError(f"'{source.name}' has no feature columns besides the target {target!r}")
+    if len(frame) < MIN_ROWS:
+        raise DataError(f"'{source.name}' has {len(frame)} data row(s); training needs at least {MIN_ROWS}")
+
+    X_all = numeric_matrix(frame, features, source)
+    classes = None
+    labels = None
+    if data.task == "classification":
+        labels = class_labels(frame, target, source)
+        classes = tuple(sorted(set(labels), key=_sort_key))
+        if len(classes) < 2:
+            raise DataError(
+                f"'{source.name}': target column {target!r} holds one class only ({classes[0]!r}); "
+                "classification needs at least two"
+            )
+    else:
+        numeric_matrix(frame, [target], source)
+    output, units = resolve_output(requested_output, data.task, None if classes is None else len(classes))
+
+    rng = np.random.default_rng(seed)
+    train_rows, val_rows = split_rows(len(frame), labels, data.validation_split, rng)
+    if data.validation_split > 0 and len(val_rows) == 0:
+        raise DataError(
+            f"data.validation_split {data.validation_split} of {len(frame)} rows leaves no validation rows"
+        )
+
+    if data.standardize:
+        mean = X_all[train_rows].mean(axis=0)
+        std = X_all[train_rows].std(axis=0)
+        std[std == 0.0] = 1.0
+    else:
+        mean, std = np.zeros(len(features)), np.ones(len(features))
+    target_mean, target_std = 0.0, 1.0
+    if data.task == "regression" and data.standardize:
+        y = numeric_matrix(frame, [target], source)[train_rows, 0]
+        target_mean, target_std = float(y.mean()), float(y.std()) or 1.0
+    pre = Preprocessing(
+        tuple(features), target, data.task, classes, units, mean, std, target_mean, target_std
+    )
+
+    X_all -= mean
+    X_all /= std
+    Y_all = pre.targets(frame, source)
+    train = (X_all[train_rows], Y_all[train_rows])
+    validation = (X_all[val_rows], Y_all[val_rows]) if len(val_rows) else None
+    if data.validation is not None:
+        validation = _load_split(pre, data.validation, data, "validation file (data.validation)")
+    test = _load_split(pre, data.test, data, "test file (data.test)") if data.test is not None else None
+    return PreparedData(pre, output, train, validation, test)
+
+
+def _load_split(pre: Preprocessing, path: Path, data, what: str) -> tuple[np.ndarray, np.ndarray]:
+    source = CsvSource(path, data.delimiter, data.encoding)
+    frame = read_csv(source, what)
+    frame.columns = [str(c) for c in frame.columns]
+    if len(frame) == 0:
+        raise DataError(f"{what} '{source.name}' has no data rows")
+    return pre.inputs(frame, source), pre.targets(frame, source)
+
+
+def split_rows(m: int, labels: list | None, fraction: float, rng: np.random.Generator):
+    """(train rows, validation rows): ``fraction`` of each class held out (of all rows for regression),
+    chosen by the seeded generator; every class keeps at least one training row."""
+    if fraction <= 0:
+        return np.arange(m), np.arange(0)
+    groups = [np.arange(m)] if labels is None else _groups(labels)
+    held = []
+    for rows in groups:
+        count = min(round(fraction * len(rows)), len(rows) - 1)
+        held.append(rng.permutation(rows)[:count])
+    val = np.sort(np.concatenate(held))
+    train = np.setdiff1d(np.arange(m), val)
+    return train, val
+
+
+def _groups(labels: list) -> list[np.ndarray]:
+    codes = {}
+    for i, label in enumerate(labels):
+        codes.setdefault(label, []).append(i)
+    return [np.array(codes[key]) for key in sorted(codes, key=_sort_key)]
+
+
+def write_csv(frame_columns: dict, handle) -> None:
+    """Write named columns as CSV with a header to an open text handle."""
+    pd.DataFrame(frame_columns).to_csv(handle, index=False, lineterminator="\n")
+
+
+def read_history(path: Path) -> pd.DataFrame:
+    source = CsvSource(path)
+    frame = read_csv(source, "history file")
+    needed = {"iteration", "train_cost"}
+    if not needed <= set(frame.columns):
+        raise DataError(
+            f"'{path}' is not an nncli history file: it needs the columns iteration and train_cost"
+        )
+    return frame
+
+
+def csv_text(frame_columns: dict) -> str:
+    buffer = io.StringIO()
+    write_csv(frame_columns, buffer)
+    return buffer.getvalue()

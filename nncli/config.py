@@ -120,7 +120,7 @@ def columns(value, path, base):
 def file_path(value, path, base):
     if not isinstance(value, str) or not value:
         raise _fail(path, "a file path", value)
-    return base / Path(value).expanduser()
+    return (base / Path(value).expanduser()).resolve()
 
 
 def layer_sizes(value, path, base):
@@ -182,15 +182,15 @@ class ModelConfig:
     hidden: tuple[int, ...] = option(
         (8,), layer_sizes, "hidden layer sizes; input and output sizes come from the data"
     )
-    activation: str = option("sigmoid", choice(ACTIVATIONS), "hidden units' g: " + " | ".join(ACTIVATIONS))
+    activation: str = option("sigmoid", choice(ACTIVATIONS), "hidden units' g: " + ", ".join(ACTIVATIONS))
     output: str = option(
         "auto",
         choice(["auto", *OUTPUTS]),
-        "output units and loss: auto (2 classes: one sigmoid; more: softmax; regression: linear) | "
-        + " | ".join(OUTPUTS),
+        "output units and loss: auto (2 classes: one sigmoid; more: softmax; regression: linear), "
+        + ", ".join(OUTPUTS),
     )
     initializer: str = option(
-        "xavier", choice(INITIALIZERS), "weights' initializer: " + " | ".join(INITIALIZERS)
+        "xavier", choice(INITIALIZERS), "weights' initializer: " + ", ".join(INITIALIZERS)
     )
     init_scale: float | None = option(
         None, optional(number(0, low_open=True)), "ε for uniform, σ for normal; null = the lecture's default"
@@ -204,7 +204,7 @@ class TrainingConfig:
     alpha: float = option(0.1, number(0, low_open=True), "α, the learning rate")
     lambda_: float = option(0.0, number(0), "λ, the L2 regularization strength", key="lambda")
     beta: float = option(0.9, number(0, 1, high_open=True), "β, momentum; 0 = plain gradient descent")
-    batch: str = option("mini-batch", choice(BATCH_MODES), " | ".join(BATCH_MODES))
+    batch: str = option("mini-batch", choice(BATCH_MODES), ", ".join(BATCH_MODES))
     batch_size: int = option(32, whole(1), "examples per step in mini-batch mode")
     epochs: int = option(100, whole(1), "passes over the training split")
     seed: int = option(0, whole(0), "seed of the weights, the split and the shuffling")
@@ -300,8 +300,8 @@ def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, A
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" line {where.line + 1}" if where is not None else ""
-        problem = getattr(error, "problem", None) or "not valid YAML"
-        raise ConfigError(f"{path}{line}: {problem}; the config must be a YAML mapping of sections") from None
+        problem = getattr(error, "problem", None) or "a syntax error"
+        raise ConfigError(f"{path}{line} is not valid YAML ({problem}); fix the syntax there") from None
     if document is None:
         document = {}
     if not isinstance(document, dict):

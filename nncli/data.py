@@ -92,7 +92,7 @@ def numeric_matrix(frame: pd.DataFrame, names, source: CsvSource) -> np.ndarray:
     """The named columns as a float64 (m, n) matrix; a DataError names the first cell that is not a
     finite number (or is empty, or is missing from a short row)."""
     try:
-        matrix = frame[list(names)].to_numpy(dtype=np.float64)
+        matrix = frame[list(names)].to_numpy(dtype=np.float64, copy=True)
         if np.isfinite(matrix).all():
             return matrix
     except (ValueError, TypeError):

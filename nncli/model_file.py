@@ -52,6 +52,8 @@ def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     if not path.is_file():
         raise ModelFileError(f"model file '{path}' does not exist")
     not_a_model = f"'{path}' is not an nncli model file (expected the model.npz that 'nncli train' writes)"
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(not_a_model)
     try:
         with np.load(path, allow_pickle=False) as archive:
             names = set(archive.files)
@@ -61,7 +63,7 @@ def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     except ModelFileError:
         raise
     except ValueError as error:
-        if "allow_pickle" in str(error) or "Object arrays" in str(error):
+        if "Object arrays" in str(error):
             raise ModelFileError(
                 f"'{path}' holds object arrays, which nncli never loads (they could run code)"
             ) from None

@@ -8,6 +8,11 @@ far are put back. The figures recorded per epoch are
   in ``batch`` mode, exactly J(Θ) before the epoch's step);
 - ``val_cost``: J(Θ) on the validation set after the epoch;
 - ``train_metric`` / ``val_metric``: accuracy or RMSE in the same way, when a metric is given.
+
+The best weights (kept by early stopping, restored after divergence) are chosen by the monitored J:
+with a validation set, the weights after the epoch with the lowest validation J; without one, the
+weights at the start of the epoch with the lowest mean training J (in ``batch`` mode exactly the
+weights that J was measured at).
 """
 
 from __future__ import annotations
@@ -89,6 +94,7 @@ def train(
     iteration, started = 0, time.perf_counter()
     with np.errstate(all="ignore"):
         for epoch in range(1, epochs + 1):
+            start_params = net.copy_params() if validation is None else None
             cost_sum, metric_sum, steps = 0.0, 0.0, 0
             for rows in epoch_batches(len(X), mode, batch_size, rng):
                 X_batch, Y_batch = X[rows], Y[rows]
@@ -121,7 +127,8 @@ def train(
             if on_epoch is not None:
                 on_epoch(record)
             if record.monitored_cost < best_cost:
-                best_cost, best_params, stale = record.monitored_cost, net.copy_params(), 0
+                best_cost, stale = record.monitored_cost, 0
+                best_params = net.copy_params() if start_params is None else start_params
                 history.best_epoch = epoch
             else:
                 stale += 1

@@ -1,0 +1,363 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from nncli import __version__
+from nncli.cli import main
+
+CONFIG = """data:
+  path: small.csv
+  target: label
+model:
+  hidden: [3]
+  activation: tanh
+training:
+  alpha: 0.5
+  batch: batch
+  epochs: 30
+output:
+  dir: out
+"""
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(a) for a in args], input=input)
+
+
+def trained(workdir, write_config, config=CONFIG):
+    result = invoke("train", write_config(config), "--quiet")
+    assert result.exit_code == 0, result.output
+    return workdir / "out"
+
+
+# ------------------------------------------------------------------ train
+
+
+def test_train_writes_the_model_history_and_metrics(workdir, write_config):
+    result = invoke("train", write_config(CONFIG))
+    assert result.exit_code == 0, result.output
+    out = workdir / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "metrics.json", "model.npz"]
+    assert result.stdout == ""  # messages go to stderr
+    assert "nncli: trained 3-3-1 (16 parameters) for 30 epochs" in result.stderr
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,iteration,train_cost,val_cost,train_accuracy,val_accuracy,seconds"
+    assert len(history) == 31 and history[-1].startswith("30,30,")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["stop_reason"] == "completed" and metrics["epochs"] == 30
+    assert metrics["train"]["rows"] == 6 and metrics["train"]["accuracy"] == 1.0
+    assert metrics["validation"] is None and metrics["test"] is None
+    costs = [float(line.split(",")[2]) for line in history[1:]]
+    assert costs[-1] < costs[0] / 5  # J falls
+
+
+def test_the_model_file_loads_without_pickle_and_records_everything(workdir, write_config):
+    out = trained(workdir, write_config)
+    with np.load(out / "model.npz", allow_pickle=False) as archive:
+        assert sorted(archive.files) == ["W1", "W2", "b1", "b2", "meta"]
+        assert archive["W1"].shape == (3, 3) and archive["b2"].shape == (1,)
+        meta = json.loads(str(archive["meta"]))
+    assert meta["format"] == "nncli-model" and meta["format_version"] == 1
+    assert meta["layer_sizes"] == [3, 3, 1] and meta["output"] == "sigmoid" and meta["activation"] == "tanh"
+    assert meta["feature_names"] == ["a", "b", "c"] and meta["target_name"] == "label"
+    assert meta["classes"] == ["x", "y"] and meta["nncli_version"] == __version__
+    assert len(meta["mean"]) == 3 and meta["config"]["training"]["alpha"] == 0.5
+    assert not list(out.glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_flags_override_the_config_and_the_same_seed_gives_the_same_model(workdir, write_config):
+    path = write_config(CONFIG)
+    for out in ("one", "two"):
+        assert invoke("train", path, "--epochs", 5, "--seed", 3, "--out", out, "-q").exit_code == 0
+    result = invoke(
+        "train", path, "--set", "training.epochs=4", "--set", "model.hidden=[2]", "--out", "three", "-q"
+    )
+    assert result.exit_code == 0
+    with np.load(workdir / "one/model.npz") as one, np.load(workdir / "two/model.npz") as two:
+        assert all(one[k].tobytes() == two[k].tobytes() for k in ("W1", "b1", "W2", "b2"))
+    assert len((workdir / "one/history.csv").read_text().splitlines()) == 6
+    assert json.loads((workdir / "three/metrics.json").read_text())["layer_sizes"] == [3, 2, 1]
+
+
+def test_an_existing_model_is_not_replaced_without_overwrite(workdir, write_config):
+    out = trained(workdir, write_config)
+    before = (out / "model.npz").read_bytes()
+    result = invoke("train", workdir / "config.yaml", "-q")
+    assert result.exit_code == 2
+    assert "already holds a trained model; pass --overwrite to replace it" in result.stderr
+    assert (out / "model.npz").read_bytes() == before
+    assert invoke("train", workdir / "config.yaml", "-q", "--overwrite", "--seed", 9).exit_code == 0
+    assert (out / "model.npz").read_bytes() != before
+
+
+def test_divergence_stops_saves_the_best_weights_and_exits_3(workdir, write_config):
+    (workdir / "reg.csv").write_text("x,y\n1,2\n2,4\n3,6\n4,8\n5,11\n")
+    config = (
+        "data: {path: reg.csv, task: regression}\nmodel: {hidden: [3], activation: tanh}\n"
+        "training: {alpha: 50, beta: 0, batch: batch, epochs: 200}\noutput: {dir: out}\n"
+    )
+    result = invoke("train", write_config(config), "-q")
+    assert result.exit_code == 3, result.output
+    assert "training diverged in epoch" in result.stderr
+    assert "try a smaller training.alpha (now 50)" in result.stderr and "Traceback" not in result.output
+    metrics = json.loads((workdir / "out/metrics.json").read_text())
+    history = (workdir / "out/history.csv").read_text().splitlines()[1:]
+    first_cost = float(history[0].split(",")[2])
+    assert metrics["stop_reason"] == "diverged" and metrics["epochs"] == len(history) < 200
+    # in batch mode the best J is the first epoch's, measured at the initial weights, which are restored
+    assert metrics["best_epoch"] == 1 and metrics["train"]["cost"] == pytest.approx(first_cost, rel=1e-12)
+    with np.load(workdir / "out/model.npz") as archive:
+        assert all(np.isfinite(archive[k]).all() for k in ("W1", "b1", "W2", "b2"))
+
+
+def test_early_stopping_keeps_the_best_validation_weights(workdir, write_config):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = np.where(X[:, 0] + 0.8 * rng.normal(size=200) > 0, "pos", "neg")  # noisy: it overfits
+    lines = ["u,v,label"] + [f"{a},{b},{c}" for (a, b), c in zip(X, y, strict=True)]
+    (workdir / "noisy.csv").write_text("\n".join(lines) + "\n")
+    config = (
+        "data: {path: noisy.csv, validation_split: 0.3}\nmodel: {hidden: [32], activation: relu}\n"
+        "training: {alpha: 0.3, epochs: 400, early_stopping: {patience: 5}}\noutput: {dir: out}\n"
+    )
+    assert invoke("train", write_config(config), "-q").exit_code == 0
+    metrics = json.loads((workdir / "out/metrics.json").read_text())
+    assert metrics["stop_reason"] == "early_stopping" and metrics["epochs"] < 400
+    history = (workdir / "out/history.csv").read_text().splitlines()[1:]
+    val_costs = [float(line.split(",")[3]) for line in history]
+    best = int(np.argmin(val_costs))
+    assert metrics["best_epoch"] == best + 1 and metrics["epochs"] == best + 1 + 5
+    assert metrics["validation"]["cost"] == pytest.approx(val_costs[best], rel=1e-12)
+
+
+# ------------------------------------------------------------------ bad input: exit 2, one sentence, no files
+
+
+def _refused(result, fragment, workdir):
+    assert result.exit_code == 2, result.output
+    assert fragment in result.stderr, result.stderr
+    assert result.stderr.startswith("nncli: error: ") and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+    assert not (workdir / "out").exists() and not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "fragment"),
+    [
+        (("alpha: 0.5", "alhpa: 0.5"), "unknown config key 'training.alhpa'; did you mean training.alpha?"),
+        (("alpha: 0.5", "alpha: -1"), "training.alpha should be a number in (0, ∞], got -1"),
+        (("alpha: 0.5", "lambda: -0.1"), "training.lambda should be a number in [0, ∞], got -0.1"),
+        (("alpha: 0.5", "beta: 1"), "training.beta should be a number in [0, 1), got 1"),
+        (("alpha: 0.5", "batch_size: 0"), "training.batch_size should be a whole number ≥ 1, got 0"),
+        (("[3]", "[3, 0]"), "model.hidden should be a list of whole numbers ≥ 1"),
+        (("activation: tanh", "activation: gelu"), "model.activation should be one of sigmoid, tanh, relu"),
+        (
+            ("activation: tanh", "output: tanh"),
+            "model.output should be one of auto, sigmoid, softmax, linear",
+        ),
+        (("activation: tanh", "initializer: glorot"), "model.initializer should be one of zeros, uniform"),
+        (("small.csv", "missing.csv"), "data file '{dir}/missing.csv' does not exist"),
+        (
+            ("target: label", "target: species"),
+            "has no column 'species' (data.target); its columns are a, b, c",
+        ),
+        (("target: label", "target: label\n  features: [a, z]"), "has no column 'z' (data.features)"),
+    ],
+)
+def test_bad_configs_are_refused(workdir, write_config, edit, fragment):
+    result = invoke("train", write_config(CONFIG.replace(*edit)))
+    _refused(result, fragment.replace("{dir}", str(workdir)), workdir)
+
+
+@pytest.mark.parametrize(
+    ("csv", "fragment"),
+    [
+        (
+            "a,b,c,label\n0.1,1,5,x\n0.4,oops,3,y\n0.2,1,4,x\n",
+            "line 3: column 'b' holds 'oops', which is not a finite number",
+        ),
+        (
+            "a,b,c,label\n0.1,1,5,x\n0.4,,3,y\n0.2,1,4,x\n",
+            "line 3: column 'b' is empty; fill it in or drop the row",
+        ),
+        ("a,b,c,label\n0.1,1,5,x\n0.4,1,3,y,7\n0.2,1,4,x\n", "line 3 has 5 fields but the header has 4"),
+        ("a,b,c,label\n0.1,1,5,x\n0.4,1\n0.2,1,4,x\n", "line 3 has 2 fields but the header has 4"),
+        ("a,b,c,label\n0.1,1,5,x\n", "has 1 data row(s); training needs at least 2"),
+        ("a,b,c,label\n", "has 0 data row(s); training needs at least 2"),
+        ("", "is empty; it needs a header row and data rows"),
+        ("a,b,c,label\n0.1,1,5,x\n0.4,1,3,x\n", "target column 'label' holds one class only ('x')"),
+        ("a,b,c,label\n0.1,1,5,x\n0.4,1,3,\n", "line 3: column 'label' is empty"),
+        ("a,b,c,label\n0.1,1,1e999,x\n0.4,1,3,y\n", "line 2: column 'c' holds"),
+    ],
+)
+def test_bad_data_is_refused_with_the_file_line_and_column(workdir, write_config, csv, fragment):
+    (workdir / "small.csv").write_text(csv)
+    _refused(invoke("train", write_config(CONFIG)), fragment, workdir)
+
+
+def test_a_non_utf8_file_suggests_an_encoding(workdir, write_config):
+    (workdir / "small.csv").write_bytes("a,b,c,label\n1,2,3,caf\xe9\n".encode("latin-1"))
+    _refused(invoke("train", write_config(CONFIG)), "is not valid utf-8 text", workdir)
+    result = invoke(
+        "train", write_config(CONFIG.replace("target: label", "target: label\n  encoding: latin-1"))
+    )
+    assert "holds 1 data row" in result.stderr or "has 1 data row" in result.stderr
+
+
+def test_fractional_targets_suggest_regression(workdir, write_config):
+    (workdir / "small.csv").write_text("a,b,c,label\n1,2,3,0.5\n2,3,4,1.5\n")
+    _refused(invoke("train", write_config(CONFIG)), "set data.task: regression", workdir)
+
+
+def test_usage_errors_exit_2(workdir):
+    assert invoke("train").exit_code == 2
+    assert invoke("train", "config.yaml", "--epochs", 0).exit_code == 2
+    assert invoke("frobnicate").exit_code == 2
+    result = invoke("train", "nope.yaml")
+    assert result.exit_code == 2 and "config file 'nope.yaml' does not exist" in result.stderr
+
+
+# ------------------------------------------------------------------ predict
+
+
+def test_predict_restores_labels_and_reports_accuracy(workdir, write_config):
+    out = trained(workdir, write_config)
+    result = invoke("predict", out / "model.npz", "small.csv", "--proba")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "prediction,p_x,p_y"
+    assert [line.split(",")[0] for line in lines[1:]] == ["x", "y", "x", "y", "x", "y"]
+    probabilities = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    assert "nncli: accuracy 1.0000 on 6 rows of 'small.csv'" in result.stderr
+
+
+def test_predict_matches_columns_by_name_and_reads_stdin(workdir, write_config):
+    out = trained(workdir, write_config)
+    shuffled = "extra,c,b,a\nq,5,1.0,0.1\nq,1,2.5,0.9\n"
+    result = invoke("predict", out / "model.npz", "-", input=shuffled)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "prediction\nx\ny\n"
+    assert result.stderr == ""  # no target column: no accuracy
+
+
+def test_predict_writes_a_file_with_o(workdir, write_config):
+    out = trained(workdir, write_config)
+    result = invoke("predict", out / "model.npz", "small.csv", "-o", "pred.csv")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert (workdir / "pred.csv").read_text().splitlines()[1:] == ["x", "y", "x", "y", "x", "y"]
+
+
+def test_predict_names_a_missing_feature_column(workdir, write_config):
+    out = trained(workdir, write_config)
+    result = invoke("predict", out / "model.npz", "-", input="a,b\n1,2\n")
+    assert result.exit_code == 2
+    assert "has no feature column 'c'; the model needs columns a, b, c" in result.stderr
+
+
+def test_predict_refuses_files_that_are_not_models(workdir, write_config):
+    out = trained(workdir, write_config)
+    (workdir / "junk.npz").write_bytes(b"this is not a zip archive at all")
+    np.savez(workdir / "plain.npz", W1=np.ones((2, 2)))
+    np.savez(workdir / "objects.npz", meta=np.array([{"format": "nncli-model"}], dtype=object))
+    good = (out / "model.npz").read_bytes()
+    (workdir / "cut.npz").write_bytes(good[: len(good) // 2])
+    expectations = {
+        "junk.npz": "is not an nncli model file",
+        "plain.npz": "is not an nncli model file",
+        "objects.npz": "holds object arrays, which nncli never loads",
+        "cut.npz": "is not an nncli model file",
+        "absent.npz": "model file 'absent.npz' does not exist",
+    }
+    for name, fragment in expectations.items():
+        result = invoke("predict", name, "small.csv")
+        assert result.exit_code == 2, name
+        assert fragment in result.stderr, (name, result.stderr)
+        assert "Traceback" not in result.output
+
+
+def test_predict_refuses_proba_for_regression(workdir, write_config):
+    (workdir / "reg.csv").write_text("x,y\n1,2\n2,4\n3,6\n4,8\n")
+    config = "data: {path: reg.csv, task: regression}\ntraining: {epochs: 5}\noutput: {dir: out}\n"
+    assert invoke("train", write_config(config), "-q").exit_code == 0
+    result = invoke("predict", workdir / "out/model.npz", "reg.csv", "--proba")
+    assert result.exit_code == 2 and "--proba applies to classification models" in result.stderr
+
+
+# ------------------------------------------------------------------ gradcheck
+
+
+def test_gradcheck_without_config_checks_the_lecture_network():
+    result = invoke("gradcheck")
+    assert result.exit_code == 0, result.output
+    assert "lecture check network, λ = 0: 3-5-3 sigmoid/sigmoid" in result.stdout
+    assert "lecture check network, λ = 3" in result.stdout
+    assert result.stdout.rstrip().endswith("PASS")
+    overall = [
+        float(line.split()[2]) for line in result.stdout.splitlines() if line.strip().startswith("all")
+    ]
+    assert len(overall) == 2 and all(value < 1e-9 for value in overall)
+
+
+def test_gradcheck_fails_with_exit_1_when_the_tolerance_is_not_met():
+    result = invoke("gradcheck", "--tolerance", 1e-15)
+    assert result.exit_code == 1
+    assert result.stdout.rstrip().endswith("FAIL")
+
+
+def test_gradcheck_with_a_config_uses_its_network_and_data(workdir, write_config):
+    config = CONFIG.replace("alpha: 0.5", "alpha: 0.5\n  lambda: 2")
+    result = invoke("gradcheck", write_config(config), "--samples", 4)
+    assert result.exit_code == 0, result.output
+    assert "config.yaml, λ = 2, m = 4: 3-3-1 tanh/sigmoid" in result.stdout
+    assert "W1         9 of 9" in result.stdout
+
+
+def test_gradcheck_checks_a_subset_of_a_large_network(workdir, write_config):
+    config = CONFIG.replace("[3]", "[60, 40]")
+    result = invoke("gradcheck", write_config(config), "--max-params", 300)
+    assert result.exit_code == 0, result.output
+    checked = next(line for line in result.stdout.splitlines() if line.strip().startswith("all"))
+    assert 300 <= int(checked.split()[1]) < 400
+
+
+# ------------------------------------------------------------------ plot-cost
+
+
+def test_plot_cost_writes_real_images(workdir, write_config):
+    out = trained(workdir, write_config)
+    result = invoke("plot-cost", out, "-o", "cost.png")
+    assert result.exit_code == 0, result.output
+    assert (workdir / "cost.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (workdir / "cost.png").stat().st_size > 5000
+    assert invoke("plot-cost", out / "history.csv", "-o", "cost.svg").exit_code == 0
+    assert "<svg" in (workdir / "cost.svg").read_text()
+    assert invoke("plot-cost", out, "-o", "cost.pdf").exit_code == 0
+    assert (workdir / "cost.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_plot_cost_draws_in_the_terminal_without_o(workdir, write_config):
+    out = trained(workdir, write_config)
+    result = invoke("plot-cost", out, "--title", "my run")
+    assert result.exit_code == 0, result.output
+    assert "my run" in result.stdout and "training J" in result.stdout and "iteration" in result.stdout
+    assert "\x1b[" not in result.stdout
+
+
+def test_plot_cost_refuses_what_it_cannot_plot(workdir, write_config):
+    out = trained(workdir, write_config)
+    result = invoke("plot-cost", out, "-o", "cost.gif")
+    assert result.exit_code == 2 and "should end in .png, .svg or .pdf" in result.stderr
+    result = invoke("plot-cost", "small.csv")
+    assert result.exit_code == 2 and "is not an nncli history file" in result.stderr
+    result = invoke("plot-cost", "nowhere")
+    assert result.exit_code == 2 and "history file 'nowhere' does not exist" in result.stderr
+
+
+def test_version_and_help_show_examples():
+    assert invoke("--version").stdout.strip() == f"nncli, version {__version__}"
+    for command in ("train", "predict", "gradcheck", "plot-cost"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0 and "Example:" in result.stdout, command

@@ -4,14 +4,17 @@ that make up its gradient and into the error it passes on.
 The interface a layer offers the network (so that a new layer type — for instance one whose units share
 weights — slots in without touching backpropagation):
 
-- ``params``: the arrays the optimizer updates in place, in a fixed order;
-- ``regularized``: for each of them, whether the L2 term λ/(2m)·Σ Θ² covers it (never the bias);
-- ``forward(a)``: z^(l+1) from a^(l), shape (m, s_l) -> (m, s_{l+1});
-- ``gradient_sums(delta, a)``: for each param, Σ over the m examples of ∂loss/∂param (the lecture's Δ);
-- ``propagate(delta)``: (Θ^(l))ᵀ δ^(l+1), in rows: (m, s_{l+1}) -> (m, s_l), before the .* g′(z^(l)).
+- ``param_shapes`` and ``regularized``: the shapes of its parameter arrays, in a fixed order, and whether
+  the L2 term λ/(2m)·Σ Θ² covers each (never a bias);
+- ``bind(arrays)``: the network hands the layer views into its one flat parameter vector θ;
+- ``forward(a)`` / ``forward_into(a, out)``: z^(l+1) from a^(l), (m, s_l) -> (m, s_{l+1});
+- ``gradient_sums(delta, a)`` / ``gradient_sums_into(delta, a, outs)``: per parameter, Σ over the m
+  examples of ∂loss/∂param (the lecture's Δ);
+- ``propagate(delta)`` / ``propagate_into(delta, out)``: (Θ^(l))ᵀ δ^(l+1), in rows: (m, s_{l+1}) -> (m, s_l),
+  before the .* g′(z^(l)).
 
-Gradients are returned as sums over examples, not means, so that the sums from separate partitions of a
-batch can be added before dividing by m.
+The ``_into`` forms write into preallocated arrays for the training loop; the plain forms allocate. Gradients
+are sums over examples, not means, so that sums from separate partitions of a batch can be added.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ class Dense:
 
     regularized = (True, False)
 
-    def __init__(self, W: np.ndarray, b: np.ndarray) -> None:
-        self.W = W
-        self.b = b
+    def __init__(self, s_in: int, s_out: int) -> None:
+        self.param_shapes = ((s_out, s_in), (s_out,))
+        self.W = self.b = None
+
+    def bind(self, arrays: list[np.ndarray]) -> None:
+        self.W, self.b = arrays
 
     @property
     def params(self) -> list[np.ndarray]:
@@ -38,7 +44,7 @@ class Dense:
     @property
     def sizes(self) -> tuple[int, int]:
         """(s_l, s_{l+1}): the number of units this layer reads and the number it feeds."""
-        s_out, s_in = self.W.shape
+        s_out, s_in = self.param_shapes[0]
         return s_in, s_out
 
     def forward(self, a: np.ndarray) -> np.ndarray:
@@ -47,10 +53,21 @@ class Dense:
         z += self.b
         return z
 
+    def forward_into(self, a: np.ndarray, out: np.ndarray) -> None:
+        np.matmul(a, self.W.T, out=out)
+        out += self.b
+
     def gradient_sums(self, delta: np.ndarray, a: np.ndarray) -> list[np.ndarray]:
         """Δ^(l) = Σ_i δ^(l+1) (a^(l))ᵀ = δᵀ a (the sum over i is the matrix product), and Σ_i δ^(l+1)."""
         return [delta.T @ a, delta.sum(axis=0)]
 
+    def gradient_sums_into(self, delta: np.ndarray, a: np.ndarray, outs: list[np.ndarray]) -> None:
+        np.matmul(delta.T, a, out=outs[0])
+        np.sum(delta, axis=0, out=outs[1])
+
     def propagate(self, delta: np.ndarray) -> np.ndarray:
         """(Θ^(l))ᵀ δ^(l+1) for every example at once: δ W, shape (m, s_l)."""
         return delta @ self.W
+
+    def propagate_into(self, delta: np.ndarray, out: np.ndarray) -> None:
+        np.matmul(delta, self.W, out=out)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nncli.activations import sigmoid
+from nncli.activations import sigmoid, sigmoid_inplace
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,20 @@ class OutputLoss:
     name: str
     activate: Callable[[np.ndarray], np.ndarray]
     activate_and_loss: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]]
+    activate_and_loss_inplace: Callable[[np.ndarray, np.ndarray], float]
+    """The training loop's form: overwrites z with a^(L) and returns the summed loss."""
 
 
 def _sigmoid_cross_entropy(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
     """a = σ(z); Σ_i Σ_k −[y log a + (1 − y) log(1 − a)] = Σ (log(1 + e^z) − y·z)."""
     loss = np.logaddexp(0.0, z).sum() - np.vdot(Y, z)
     return sigmoid(z), float(loss)
+
+
+def _sigmoid_cross_entropy_inplace(z: np.ndarray, Y: np.ndarray) -> float:
+    loss = float(np.logaddexp(0.0, z).sum() - np.vdot(Y, z))
+    sigmoid_inplace(z, z)
+    return loss
 
 
 def _log_softmax(z: np.ndarray) -> np.ndarray:
@@ -54,6 +62,16 @@ def _softmax_cross_entropy(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, fl
     return np.exp(log_a), float(-np.vdot(Y, log_a))
 
 
+def _softmax_cross_entropy_inplace(z: np.ndarray, Y: np.ndarray) -> float:
+    """With s = z − max z:  −Σ_k y_k log a_k = Σ_k y_k (log Σ_j e^(s_j)) − Σ_k y_k s_k."""
+    z -= z.max(axis=1, keepdims=True)
+    y_dot_s = np.vdot(Y, z)
+    np.exp(z, out=z)
+    totals = z.sum(axis=1, keepdims=True)
+    z /= totals
+    return float(np.vdot(Y.sum(axis=1), np.log(totals[:, 0])) - y_dot_s)
+
+
 def _identity(z: np.ndarray) -> np.ndarray:
     """a = z."""
     return z.copy()
@@ -65,8 +83,13 @@ def _squared_error(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
     return z.copy(), 0.5 * float(np.vdot(residual, residual))
 
 
+def _squared_error_inplace(z: np.ndarray, Y: np.ndarray) -> float:
+    residual = z - Y
+    return 0.5 * float(np.vdot(residual, residual))
+
+
 OUTPUTS: dict[str, OutputLoss] = {
-    "sigmoid": OutputLoss("sigmoid", sigmoid, _sigmoid_cross_entropy),
-    "softmax": OutputLoss("softmax", softmax, _softmax_cross_entropy),
-    "linear": OutputLoss("linear", _identity, _squared_error),
+    "sigmoid": OutputLoss("sigmoid", sigmoid, _sigmoid_cross_entropy, _sigmoid_cross_entropy_inplace),
+    "softmax": OutputLoss("softmax", softmax, _softmax_cross_entropy, _softmax_cross_entropy_inplace),
+    "linear": OutputLoss("linear", _identity, _squared_error, _squared_error_inplace),
 }

@@ -70,13 +70,13 @@ class Network:
         init = lookup(INITIALIZERS, initializer, "initializer")
         dtype = _check_dtype(dtype)
         rng = np.random.default_rng(seed)
-        layers = []
-        for index, (s_in, s_out) in enumerate(itertools.pairwise(sizes)):
-            feeds_hidden = index < len(sizes) - 2
-            W = init(rng, s_in, s_out, init_scale)
-            b = initial_bias(s_out, feeds_hidden and hidden.relu_family, relu_bias)
-            layers.append(Dense(W.astype(dtype), b.astype(dtype)))
+        layers = [Dense(s_in, s_out) for s_in, s_out in itertools.pairwise(sizes)]
         self._setup(layers, hidden, out, dtype)
+        for index, layer in enumerate(layers):
+            s_in, s_out = layer.sizes
+            feeds_hidden = index < len(layers) - 1
+            layer.W[...] = init(rng, s_in, s_out, init_scale)
+            layer.b[...] = initial_bias(s_out, feeds_hidden and hidden.relu_family, relu_bias)
 
     @classmethod
     def from_weights(
@@ -103,11 +103,11 @@ class Network:
             first = np.asarray(weights[0]).dtype
             dtype = first if first in (np.float32, np.float64) else np.float64
         dtype = _check_dtype(dtype)
-        layers = []
+        arrays = []
         s_in = None
         for number, (W, b) in enumerate(zip(weights, biases, strict=True), start=1):
-            W = np.array(W, dtype=dtype)
-            b = np.array(b, dtype=dtype)
+            W = np.asarray(W)
+            b = np.asarray(b)
             if W.ndim != 2 or (s_in is not None and W.shape[1] != s_in):
                 expected = f"(s_{number + 1}, {s_in})" if s_in is not None else "(s_out, s_in)"
                 raise NncliError(f"W{number} should have shape {expected}, got {W.shape}")
@@ -115,17 +115,44 @@ class Network:
                 raise NncliError(f"b{number} should have shape ({W.shape[0]},), got {b.shape}")
             if not (np.isfinite(W).all() and np.isfinite(b).all()):
                 raise NncliError(f"W{number} and b{number} must be finite, got nan or inf")
-            layers.append(Dense(W, b))
+            arrays.append((W, b))
             s_in = W.shape[0]
         net = cls.__new__(cls)
-        net._setup(layers, hidden, out, dtype)
+        net._setup([Dense(W.shape[1], W.shape[0]) for W, _ in arrays], hidden, out, dtype)
+        for layer, (W, b) in zip(net.layers, arrays, strict=True):
+            layer.W[...] = W
+            layer.b[...] = b
         return net
 
     def _setup(self, layers: list[Dense], hidden: Activation, output: OutputLoss, dtype) -> None:
+        """Lay every parameter out in one flat vector θ, regularized arrays first, and bind the views."""
         self.layers = layers
         self.hidden = hidden
         self.output = output
         self.dtype = np.dtype(dtype)
+        entries = [
+            (layer, index, shape, reg)
+            for layer in layers
+            for index, (shape, reg) in enumerate(zip(layer.param_shapes, layer.regularized, strict=True))
+        ]
+        ordered = [e for e in entries if e[3]] + [e for e in entries if not e[3]]
+        self.theta = np.zeros(sum(int(np.prod(e[2])) for e in entries), dtype=self.dtype)
+        self.n_regularized = sum(int(np.prod(e[2])) for e in entries if e[3])
+        self.slices = {}
+        start = 0
+        for layer, index, shape, _ in ordered:
+            size = int(np.prod(shape))
+            self.slices[(id(layer), index)] = slice(start, start + size)
+            start += size
+        for layer in layers:
+            layer.bind(self.views(self.theta, layer))
+
+    def views(self, flat: np.ndarray, layer) -> list[np.ndarray]:
+        """``layer``'s parameter arrays as views into a vector laid out like θ (the gradient's, say)."""
+        return [
+            flat[self.slices[(id(layer), index)]].reshape(shape)
+            for index, shape in enumerate(layer.param_shapes)
+        ]
 
     # ----------------------------------------------------------------- structure
 
@@ -167,13 +194,13 @@ class Network:
             names += [f"{kind}{number}" for kind in ("W", "b")[: len(layer.params)]]
         return names
 
-    def copy_params(self) -> list[np.ndarray]:
-        return [p.copy() for p in self.params]
+    def copy_params(self) -> np.ndarray:
+        """A copy of θ, every parameter in one vector."""
+        return self.theta.copy()
 
-    def set_params(self, values: list[np.ndarray]) -> None:
-        """Copy ``values`` into the parameter arrays in place (shapes as ``params``)."""
-        for param, value in zip(self.params, values, strict=True):
-            param[...] = value
+    def set_params(self, theta: np.ndarray) -> None:
+        """Copy a vector laid out like θ into the parameters, in place."""
+        self.theta[...] = theta
 
     # ----------------------------------------------------------------- public, checked API
 
@@ -246,8 +273,8 @@ class Network:
         """λ/(2m) Σ_l Σ (Θ^(l))² over the regularized arrays (never the biases)."""
         if lambda_ == 0.0:
             return 0.0
-        total = sum(float(np.vdot(p, p)) for p, reg in zip(self.params, self.regularized, strict=True) if reg)
-        return lambda_ / (2.0 * m) * total
+        weights = self.theta[: self.n_regularized]
+        return lambda_ / (2.0 * m) * float(np.vdot(weights, weights))
 
     def finish(self, sums: GradientSums, lambda_: float) -> tuple[float, list[np.ndarray]]:
         """J and D from the sums: J = loss/m + λ/(2m) Σ Θ², D = Δ/m + (λ/m) Θ (bias: Σδ/m)."""

@@ -25,8 +25,9 @@ import numpy as np
 
 from nncli.errors import NncliError, lookup
 from nncli.metrics import Metric
-from nncli.network import GradientSums, Network
-from nncli.optim import BATCH_MODES, Momentum, epoch_batches
+from nncli.network import Network
+from nncli.optim import BATCH_MODES, epoch_batches
+from nncli.step import FastStep
 
 COMPLETED, EARLY_STOPPING, DIVERGED = "completed", "early_stopping", "diverged"
 
@@ -88,7 +89,7 @@ def train(
     if validation is not None:
         validation = net.check_inputs(*validation)
     rng = np.random.default_rng(seed)
-    momentum = Momentum(net.params, beta)
+    step = FastStep(net, alpha, lambda_, beta)
     history = History(metric_name=metric.name if metric else None)
     best_cost, best_params, stale = np.inf, net.copy_params(), 0
     iteration, started = 0, time.perf_counter()
@@ -97,13 +98,10 @@ def train(
             start_params = net.copy_params() if validation is None else None
             cost_sum, metric_sum, steps = 0.0, 0.0, 0
             for rows in epoch_batches(len(X), mode, batch_size, rng):
-                X_batch, Y_batch = X[rows], Y[rows]
-                loss, grad_sums, a_out = net.backprop(X_batch, Y_batch)
-                J, grads = net.finish(GradientSums(len(X_batch), loss, grad_sums), lambda_)
+                J, a_out, Y_batch = step(X, Y, rows)
                 if not np.isfinite(J):
                     history.stop_reason = DIVERGED
                     break
-                momentum.step(net.params, grads, alpha)
                 cost_sum += J
                 steps += 1
                 iteration += 1

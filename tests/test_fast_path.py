@@ -1,0 +1,72 @@
+"""The training loop's fast path gives the same weights as the lecture's step written plainly."""
+
+import numpy as np
+import pytest
+from conftest import targets_for
+
+from nncli import Network, train
+from nncli.activations import ACTIVATIONS
+from nncli.losses import OUTPUTS
+from nncli.network import GradientSums
+from nncli.optim import BATCH_MODES, Momentum, epoch_batches
+
+
+def straightforward_train(net, X, Y, alpha, lambda_, beta, batch, batch_size, epochs, seed):
+    """D = Δ/m + (λ/m)Θ from Network.backprop; V := βV + (1 − β)D; Θ := Θ − αV, with new arrays each step."""
+    rng = np.random.default_rng(seed)
+    momentum = Momentum(net.params, beta)
+    costs = []
+    for _ in range(epochs):
+        for rows in epoch_batches(len(X), BATCH_MODES[batch], batch_size, rng):
+            loss, grad_sums, _ = net.backprop(X[rows], Y[rows])
+            J, grads = net.finish(GradientSums(len(X[rows]), loss, grad_sums), lambda_)
+            momentum.step(net.params, grads, alpha)
+            costs.append(J)
+    return costs
+
+
+@pytest.mark.parametrize("batch", sorted(BATCH_MODES))
+@pytest.mark.parametrize("lambda_", [0.0, 0.7])
+@pytest.mark.parametrize("output", sorted(OUTPUTS))
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_fast_training_equals_the_straightforward_step(activation, output, lambda_, batch):
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(37, 5))
+    Y = targets_for(output, rng, 37, 3)
+    kwargs = dict(activation=activation, output=output, initializer="xavier", seed=4)
+    fast, plain = Network([5, 6, 4, 3], **kwargs), Network([5, 6, 4, 3], **kwargs)
+    settings = dict(alpha=0.05, lambda_=lambda_, beta=0.8, batch=batch, batch_size=8, epochs=3, seed=2)
+    history = train(fast, X, Y, **settings)
+    costs = straightforward_train(plain, X, Y, **settings)
+    for mine, theirs in zip(fast.params, plain.params, strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-12)
+    steps_per_epoch = len(costs) // 3
+    for record, epoch in zip(history, range(3), strict=True):
+        assert record.train_cost == pytest.approx(
+            np.mean(costs[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]), rel=1e-12
+        )
+
+
+def test_beta_zero_is_plain_gradient_descent():
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(10, 3)), np.eye(2)[rng.integers(0, 2, 10)]
+    net = Network([3, 4, 2], activation="tanh", seed=1)
+    for _ in range(5):
+        _, dW, db = net.gradients(X, Y, 0.3)
+        expected = [W - 0.1 * g for W, g in zip(net.weights + net.biases, dW + db, strict=True)]
+        train(net, X, Y, alpha=0.1, lambda_=0.3, beta=0.0, batch="batch", epochs=1)
+        for mine, theirs in zip(net.weights + net.biases, expected, strict=True):
+            np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-14)
+
+
+def test_float32_trains_in_float32_end_to_end():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 6)).astype(np.float32)
+    Y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]
+    net = Network([6, 8, 3], activation="relu", seed=0, dtype=np.float32)
+    wide = Network([6, 8, 3], activation="relu", seed=0)
+    history = train(net, X, Y, alpha=0.1, epochs=5, batch_size=16)
+    train(wide, X.astype(np.float64), Y.astype(np.float64), alpha=0.1, epochs=5, batch_size=16)
+    assert net.theta.dtype == np.float32 and all(p.dtype == np.float32 for p in net.params)
+    np.testing.assert_allclose(net.theta, wide.theta, rtol=0, atol=1e-4)
+    assert np.isfinite(history[-1].train_cost)

@@ -343,6 +343,9 @@ def validate(document: dict, base: Path, source: Path | None = None) -> Config:
             else:
                 values[f.name] = f.metadata["check"](given[key], path, base)
         sections[section.name] = section.type_class(**values)
+    data = sections["data"]
+    if data.validation is not None and data.validation_split > 0:
+        raise ConfigError("data.validation and data.validation_split are both set; keep one of them")
     output = sections["output"]
     if output.dir is None:
         stem = source.stem if source is not None else "run"

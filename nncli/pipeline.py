@@ -5,6 +5,7 @@ check a config's gradients. ``cli.py`` parses arguments, calls one of these and 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,9 @@ def train_from_config(
     """
     directory = Path(config.output.dir)
     check_output_dir(directory, overwrite)
+    started = time.perf_counter()
     prepared = prepare(config.data, config.model.output, config.training.seed)
+    load_seconds = time.perf_counter() - started
     net = build_network(config, prepared)
     metric = metric_for(prepared.preprocessing)
     t = config.training
@@ -100,6 +103,7 @@ def train_from_config(
         "stop_reason": history.stop_reason,
         "epochs": len(history),
         "best_epoch": history.best_epoch,
+        "load_seconds": load_seconds,
         "seconds": history[-1].seconds if history else 0.0,
         "layer_sizes": net.layer_sizes,
         "parameters": int(sum(p.size for p in net.params)),

@@ -1,0 +1,95 @@
+"""make bench: seconds per epoch of nncli, scikit-learn and PyTorch on the workloads W1–W4, in float64 and
+float32, with each one's ratio to nncli and to the workload's GEMM limit; then `nncli train` end to end on a
+W2-shaped CSV. Repetitions are interleaved and medians reported. Not part of the test suite.
+
+    python benchmarks/bench.py [--reps 5] [--only W1 W2] [--skip-cli]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from contenders import CONTENDERS
+from end_to_end import run_end_to_end
+from workloads import WORKLOADS, gemm_limit
+
+SAMPLE_SECONDS = 0.3
+
+
+def blas_description() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "BLAS: unknown (install threadpoolctl)"
+    parts = [
+        f"{i['internal_api']} {i.get('version')} ({i.get('architecture')}, {i['num_threads']} threads)"
+        f" in {Path(i['filepath']).name}"
+        for i in threadpool_info()
+    ]
+    return "BLAS: " + "; ".join(parts)
+
+
+def measure(workload, dtype, reps: int) -> dict[str, float]:
+    """Median seconds per epoch of each contender, repetitions interleaved."""
+    runs = {name: prepare(workload, dtype) for name, prepare in CONTENDERS.items()}
+    runs = {name: run for name, run in runs.items() if run is not None}
+    epochs = {}
+    for name, run in runs.items():  # warm up, and choose how many epochs make one sample
+        start = time.perf_counter()
+        run()
+        once = time.perf_counter() - start
+        epochs[name] = max(1, int(SAMPLE_SECONDS / max(once, 1e-6)))
+    samples = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            for _ in range(epochs[name]):
+                run()
+            samples[name].append((time.perf_counter() - start) / epochs[name])
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--only", nargs="*", default=[w.name for w in WORKLOADS])
+    parser.add_argument("--skip-cli", action="store_true")
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0))
+    print(f"machine: {platform.machine()}, {cores} cores, numpy {np.__version__}")
+    print(blas_description())
+    header = f"{'':4} {'dtype':7} {'contender':13} {'s/epoch':>10} {'÷ nncli':>8} {'÷ GEMM limit':>13}"
+    print()
+    print(header)
+    print("-" * len(header))
+    for workload in WORKLOADS:
+        if workload.name not in args.only:
+            continue
+        for dtype in (np.float64, np.float32):
+            limit = gemm_limit(workload, dtype)
+            medians = measure(workload, dtype, args.reps)
+            base = medians["nncli"]
+            for name, seconds in medians.items():
+                print(
+                    f"{workload.name:4} {np.dtype(dtype).name:7} {name:13} {seconds:10.4f} "
+                    f"{seconds / base:8.2f} {seconds / limit:13.2f}"
+                )
+            print(f"{workload.name:4} {np.dtype(dtype).name:7} {'GEMM limit':13} {limit:10.4f}")
+            sys.stdout.flush()
+    if not args.skip_cli:
+        print()
+        run_end_to_end()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""One epoch of a workload, three ways: nncli, scikit-learn's MLPClassifier and a PyTorch loop.
+
+Each ``prepare_*`` returns a function that trains one more epoch, or None when the library is missing.
+All use the workload's sizes, activations, learning rate α, momentum β, L2 strength λ and batches.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from workloads import ALPHA, BETA, LAMBDA, Workload
+
+import nncli
+
+
+def prepare_nncli(w: Workload, dtype):
+    X, Y, _ = w.data(dtype)
+    init = "he" if w.activation == "relu" else "xavier"
+    net = nncli.Network(
+        list(w.sizes), activation=w.activation, output=w.output, initializer=init, seed=0, dtype=dtype
+    )
+    epoch = [0]
+
+    def run():
+        epoch[0] += 1
+        nncli.train(
+            net,
+            X,
+            Y,
+            alpha=ALPHA,
+            lambda_=LAMBDA,
+            beta=BETA,
+            batch=w.batch,
+            batch_size=w.batch_size,
+            epochs=1,
+            seed=epoch[0],
+        )
+
+    return run
+
+
+def prepare_sklearn(w: Workload, dtype):
+    try:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+    except ImportError:
+        return None
+    X, _, labels = w.data(dtype)
+    activation = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}[w.activation]
+    model = MLPClassifier(
+        hidden_layer_sizes=w.sizes[1:-1],
+        activation=activation,
+        solver="sgd",
+        learning_rate_init=ALPHA,
+        momentum=BETA,
+        nesterovs_momentum=False,
+        alpha=LAMBDA,
+        batch_size=w.step_rows[0],
+        shuffle=w.batch != "batch",
+        random_state=0,
+    )
+    classes = np.unique(labels)
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.partial_fit(X, labels, classes=classes)
+
+    return run
+
+
+def prepare_torch(w: Workload, dtype):
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    X_np, _, labels = w.data(dtype)
+    X = torch.from_numpy(X_np)
+    tdtype = X.dtype
+    layers = []
+    for index, (s_in, s_out) in enumerate(zip(w.sizes[:-1], w.sizes[1:], strict=True)):
+        layers.append(torch.nn.Linear(s_in, s_out, dtype=tdtype))
+        if index < len(w.sizes) - 2:
+            layers.append(
+                {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh, "sigmoid": torch.nn.Sigmoid}[w.activation]()
+            )
+    model = torch.nn.Sequential(*layers)
+    if w.sizes[-1] == 1:
+        y = torch.from_numpy(labels.reshape(-1, 1).astype(dtype))
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+    else:
+        y = torch.from_numpy(labels)
+        loss_fn = torch.nn.CrossEntropyLoss()
+    rows = w.step_rows[0]
+    weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
+    biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
+    # λ/m on the weights only, and dampening = β: V := βV + (1 − β)D, the lecture's momentum.
+    optimizer = torch.optim.SGD(
+        [{"params": weights, "weight_decay": LAMBDA / rows}, {"params": biases, "weight_decay": 0.0}],
+        lr=ALPHA,
+        momentum=BETA,
+        dampening=BETA,
+    )
+    shuffle = w.batch != "batch"
+
+    def run():
+        order = torch.randperm(w.m) if shuffle else None
+        for start in range(0, w.m, rows):
+            if order is None:
+                xb, yb = X[start : start + rows], y[start : start + rows]
+            else:
+                index = order[start : start + rows]
+                xb, yb = X[index], y[index]
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(xb), yb)
+            loss.backward()
+            optimizer.step()
+
+    return run
+
+
+CONTENDERS = {"nncli": prepare_nncli, "scikit-learn": prepare_sklearn, "pytorch": prepare_torch}

@@ -1,0 +1,67 @@
+"""`nncli train` end to end on a W2-shaped CSV (60,000 rows × 784 integer features and a label): load time,
+time per epoch, peak memory, and how much the command adds beyond loading plus training."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+ROWS, FEATURES, EPOCHS = 60000, 784, 2
+
+
+def w2_csv() -> Path:
+    """Seeded synthetic pixel-like data, written once and kept in benchmarks/.cache."""
+    path = CACHE / "w2.csv"
+    if path.exists():
+        return path
+    import pandas as pd
+
+    CACHE.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    X = np.where(rng.random((ROWS, FEATURES)) < 0.6, 0, rng.integers(1, 256, (ROWS, FEATURES)))
+    label = (X[:, :10].sum(axis=1) + X[:, 10:20].sum(axis=1)) % 10
+    frame = pd.DataFrame(X, columns=[f"p{i}" for i in range(FEATURES)])
+    frame["label"] = label
+    frame.to_csv(path.with_suffix(".tmp"), index=False)
+    path.with_suffix(".tmp").rename(path)
+    return path
+
+
+def run_end_to_end() -> None:
+    data = w2_csv()
+    nncli = shutil.which("nncli", path=str(Path(sys.executable).parent)) or "nncli"
+    with tempfile.TemporaryDirectory() as folder:
+        config = Path(folder) / "w2.yaml"
+        config.write_text(
+            f"data: {{path: {data}, target: label}}\n"
+            "model: {hidden: [256, 128], activation: relu, output: softmax, initializer: he}\n"
+            f"training: {{alpha: 0.01, beta: 0.9, lambda: 0.0001, batch_size: 128, epochs: {EPOCHS}}}\n"
+            f"output: {{dir: {folder}/run}}\n"
+        )
+        start = time.perf_counter()
+        done = subprocess.run([nncli, "train", str(config), "--quiet"], capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if done.returncode != 0:
+            print("nncli train failed:", done.stderr)
+            return
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        metrics = json.loads((Path(folder) / "run/metrics.json").read_text())
+    load = metrics["load_seconds"]
+    train = metrics["seconds"]
+    size_mb = data.stat().st_size / 1e6
+    print(f"nncli train end to end, {ROWS:,} × {FEATURES} CSV ({size_mb:.0f} MB), {EPOCHS} epochs, float64:")
+    per_epoch = train / EPOCHS
+    print(
+        f"  load {load:.2f} s ({size_mb / load:.0f} MB/s)   train {per_epoch:.2f} s/epoch   wall {wall:.2f} s"
+    )
+    print(f"  beyond load + training: {wall - load - train:.2f} s (start-up, evaluation, writing files)")
+    print(f"  peak memory {peak_mb:.0f} MB (float64 data: {ROWS * (FEATURES + 10) * 8 / 1e6:.0f} MB)")

@@ -8,7 +8,7 @@ weights — slots in without touching backpropagation):
   the L2 term λ/(2m)·Σ Θ² covers each (never a bias);
 - ``bind(arrays)``: the network hands the layer views into its one flat parameter vector θ;
 - ``forward(a)`` / ``forward_into(a, out)``: z^(l+1) from a^(l), (m, s_l) -> (m, s_{l+1});
-- ``gradient_sums(delta, a)`` / ``gradient_sums_into(delta, a, outs)``: per parameter, Σ over the m
+- ``gradient_sums(delta, a)`` / ``gradient_sums_into(delta, a, outs, ones)``: per parameter, Σ over the m
   examples of ∂loss/∂param (the lecture's Δ);
 - ``propagate(delta)`` / ``propagate_into(delta, out)``: (Θ^(l))ᵀ δ^(l+1), in rows: (m, s_{l+1}) -> (m, s_l),
   before the .* g′(z^(l)).
@@ -61,13 +61,19 @@ class Dense:
         """Δ^(l) = Σ_i δ^(l+1) (a^(l))ᵀ = δᵀ a (the sum over i is the matrix product), and Σ_i δ^(l+1)."""
         return [delta.T @ a, delta.sum(axis=0)]
 
-    def gradient_sums_into(self, delta: np.ndarray, a: np.ndarray, outs: list[np.ndarray]) -> None:
+    def gradient_sums_into(
+        self, delta: np.ndarray, a: np.ndarray, outs: list[np.ndarray], ones: np.ndarray
+    ) -> None:
+        """As ``gradient_sums``; ``ones`` (m,) lets BLAS do the sum over examples as 1ᵀ δ."""
         np.matmul(delta.T, a, out=outs[0])
-        np.sum(delta, axis=0, out=outs[1])
+        np.matmul(ones, delta, out=outs[1])
 
     def propagate(self, delta: np.ndarray) -> np.ndarray:
         """(Θ^(l))ᵀ δ^(l+1) for every example at once: δ W, shape (m, s_l)."""
         return delta @ self.W
 
     def propagate_into(self, delta: np.ndarray, out: np.ndarray) -> None:
-        np.matmul(delta, self.W, out=out)
+        if delta.shape[1] == 1:  # one unit above: an outer product, which broadcasting does faster
+            np.multiply(delta, self.W, out=out)
+        else:
+            np.matmul(delta, self.W, out=out)

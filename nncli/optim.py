@@ -41,7 +41,7 @@ def epoch_batches(
     size = mode.size(m, batch_size)
     if not mode.shuffle:
         for start in range(0, m, size):
-            yield slice(start, start + size)
+            yield slice(start, min(start + size, m))
         return
     order = rng.permutation(m)
     for start in range(0, m, size):

@@ -89,50 +89,52 @@ def train(
     if validation is not None:
         validation = net.check_inputs(*validation)
     rng = np.random.default_rng(seed)
-    step = FastStep(net, alpha, lambda_, beta)
+    step = FastStep(net, alpha, lambda_, beta, metric)
     history = History(metric_name=metric.name if metric else None)
     best_cost, best_params, stale = np.inf, net.copy_params(), 0
     iteration, started = 0, time.perf_counter()
-    with np.errstate(all="ignore"):
-        for epoch in range(1, epochs + 1):
-            start_params = net.copy_params() if validation is None else None
-            cost_sum, metric_sum, steps = 0.0, 0.0, 0
-            for rows in epoch_batches(len(X), mode, batch_size, rng):
-                J, a_out, Y_batch = step(X, Y, rows)
-                if not np.isfinite(J):
+    try:
+        with np.errstate(all="ignore"):
+            for epoch in range(1, epochs + 1):
+                start_params = net.copy_params() if validation is None else None
+                cost_sum, metric_sum, steps = 0.0, 0.0, 0
+                for rows in epoch_batches(len(X), mode, batch_size, rng):
+                    J, batch_metric = step(X, Y, rows)
+                    if not np.isfinite(J):
+                        history.stop_reason = DIVERGED
+                        break
+                    cost_sum += J
+                    metric_sum += batch_metric
+                    steps += 1
+                    iteration += 1
+                if history.stop_reason == DIVERGED:
+                    break
+                record = EpochRecord(
+                    epoch=epoch,
+                    iteration=iteration,
+                    train_cost=cost_sum / steps,
+                    val_cost=_cost(net, validation, lambda_),
+                    train_metric=metric.finish(metric_sum, len(X), Y.shape[1]) if metric else None,
+                    val_metric=_metric(net, validation, metric),
+                    seconds=time.perf_counter() - started,
+                )
+                if not np.isfinite(record.monitored_cost):
                     history.stop_reason = DIVERGED
                     break
-                cost_sum += J
-                steps += 1
-                iteration += 1
-                if metric is not None:
-                    metric_sum += metric.batch_sum(a_out, Y_batch)
-            if history.stop_reason == DIVERGED:
-                break
-            record = EpochRecord(
-                epoch=epoch,
-                iteration=iteration,
-                train_cost=cost_sum / steps,
-                val_cost=_cost(net, validation, lambda_),
-                train_metric=metric.finish(metric_sum, len(X), Y.shape[1]) if metric else None,
-                val_metric=_metric(net, validation, metric),
-                seconds=time.perf_counter() - started,
-            )
-            if not np.isfinite(record.monitored_cost):
-                history.stop_reason = DIVERGED
-                break
-            history.append(record)
-            if on_epoch is not None:
-                on_epoch(record)
-            if record.monitored_cost < best_cost:
-                best_cost, stale = record.monitored_cost, 0
-                best_params = net.copy_params() if start_params is None else start_params
-                history.best_epoch = epoch
-            else:
-                stale += 1
-            if patience is not None and stale >= patience:
-                history.stop_reason = EARLY_STOPPING
-                break
+                history.append(record)
+                if on_epoch is not None:
+                    on_epoch(record)
+                if record.monitored_cost < best_cost:
+                    best_cost, stale = record.monitored_cost, 0
+                    best_params = net.copy_params() if start_params is None else start_params
+                    history.best_epoch = epoch
+                else:
+                    stale += 1
+                if patience is not None and stale >= patience:
+                    history.stop_reason = EARLY_STOPPING
+                    break
+    finally:
+        step.close()
     if history.stop_reason == DIVERGED or patience is not None:
         net.set_params(best_params)
     else:

@@ -59,7 +59,10 @@ def test_overrides_win_over_the_file(write_config):
         ),
         ("data:\n  task: ranking\n", "data.task should be one of classification, regression"),
         ("data:\n  validation_split: 1\n", "data.validation_split should be a number in [0, 1), got 1"),
-        ("data:\n  validation_split: 0.2\n  validation: v.csv\n", "data.validation and data.validation_split"),
+        (
+            "data:\n  validation_split: 0.2\n  validation: v.csv\n",
+            "data.validation and data.validation_split",
+        ),
         (
             "training:\n  early_stopping: {patience: 0}\n",
             "training.early_stopping.patience should be a whole",

@@ -70,3 +70,22 @@ def test_float32_trains_in_float32_end_to_end():
     assert net.theta.dtype == np.float32 and all(p.dtype == np.float32 for p in net.params)
     np.testing.assert_allclose(net.theta, wide.theta, rtol=0, atol=1e-4)
     assert np.isfinite(history[-1].train_cost)
+
+
+@pytest.mark.parametrize("cores", [1, 2, 3])
+def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, cores):
+    import nncli.step
+
+    monkeypatch.setattr(nncli.step, "available_cores", lambda: cores)
+    monkeypatch.setattr(nncli.step, "CHUNK_ROWS", 700)
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(2500, 6))
+    Y = np.eye(3)[rng.integers(0, 3, 2500)]
+    kwargs = dict(activation="tanh", output="softmax", seed=5)
+    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="batch", batch_size=1, epochs=4, seed=0)
+    fast, again, plain = (Network([6, 9, 3], **kwargs) for _ in range(3))
+    train(fast, X, Y, **settings)
+    train(again, X, Y, **settings)
+    straightforward_train(plain, X, Y, **settings)
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+    assert fast.theta.tobytes() == again.theta.tobytes()  # deterministic for a given number of cores

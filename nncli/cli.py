@@ -7,6 +7,7 @@ stdout carries data (predictions, gradcheck reports, terminal plots); progress a
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from pathlib import Path
 
@@ -66,15 +67,20 @@ def main() -> None:
 @click.option("--epochs", type=click.IntRange(min=1), help="Override training.epochs.")
 @click.option("--seed", type=click.IntRange(min=0), help="Override training.seed.")
 @click.option("--out", type=click.Path(path_type=Path), help="Override output.dir.")
-@click.option("--overwrite", is_flag=True, help="Replace a model already in the output folder.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in the output folder.")
+@click.option("--resume", is_flag=True, help="Continue the output folder's checkpointed run, bit for bit.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @reports_errors
-def train(config, overrides, epochs, seed, out, overwrite, quiet):
-    """Train the network CONFIG describes; write model.npz, history.csv and metrics.json.
+def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
+    """Train the network CONFIG describes; write model.npz, history.csv, metrics.json, checkpoint.npz.
+
+    Ctrl-C (or SIGTERM) finishes the current step, saves everything and exits 130 (143); --resume
+    continues from there, and ends with the weights an uninterrupted run would have.
 
     \b
     Example:
       nncli train configs/digits.yaml --set training.alpha=0.05 --epochs 50 --out runs/try1
+      nncli train configs/digits.yaml --resume --epochs 120
     """
     from tqdm import tqdm
 
@@ -88,8 +94,11 @@ def train(config, overrides, epochs, seed, out, overwrite, quiet):
     }
     cfg = load_config(config, list(overrides), {k: v for k, v in values.items() if v is not None})
     bar = tqdm(total=cfg.training.epochs, unit="epoch", file=sys.stderr, disable=True if quiet else None)
+    metric_name = "acc" if cfg.data.task == "classification" else "rmse"
 
     def show(record):
+        if bar.n == 0 and record.epoch > 1:
+            bar.update(record.epoch - 1)  # a resumed run starts part of the way along
         figures = {"J": f"{record.train_cost:.4g}"}
         if record.val_cost is not None:
             figures["val J"] = f"{record.val_cost:.4g}"
@@ -98,19 +107,55 @@ def train(config, overrides, epochs, seed, out, overwrite, quiet):
         bar.set_postfix(figures, refresh=False)
         bar.update()
 
-    metric_name = "acc" if cfg.data.task == "classification" else "rmse"
-
-    with bar:
-        run = train_from_config(cfg, overwrite=overwrite, on_epoch=show)
+    with bar, StopOnSignal() as stop:
+        run = train_from_config(cfg, overwrite, resume, on_epoch=show, should_stop=stop.requested)
     if not quiet:
         click.echo(summary(run), err=True)
-    if run.history.stop_reason == "diverged":
+    reason = run.history.stop_reason
+    if reason == "interrupted":
+        name = signal.Signals(stop.signum).name
+        again = f"nncli train {config} --resume" + "".join(f" --set {o}" for o in overrides)
+        click.echo(
+            f"nncli: stopped by {name} after epoch {len(run.history)}; model, history and checkpoint are "
+            f"saved in '{run.directory}'; continue with: {again}",
+            err=True,
+        )
+        sys.exit(128 + stop.signum)
+    if reason == "diverged":
         fail(
             f"training diverged in epoch {len(run.history) + 1}: J became nan or inf; the best weights "
             f"so far are saved in '{run.directory}'; try a smaller training.alpha "
             f"(now {cfg.training.alpha:g})",
             EXIT_DIVERGED,
         )
+
+
+class StopOnSignal:
+    """While active, SIGINT and SIGTERM ask training to stop after the current step instead of killing
+    the process; a second signal stops at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous = {}
+
+    def requested(self) -> bool:
+        return self.signum is not None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> StopOnSignal:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
 
 
 def summary(run) -> str:

@@ -220,6 +220,9 @@ class OutputConfig:
         optional(file_path),
         "folder for model.npz, history.csv, metrics.json; default: runs/<config name>",
     )
+    checkpoint_every: int | None = option(
+        1, optional(whole(1)), "write checkpoint.npz (and the model) every N epochs; null = only at the end"
+    )
 
 
 @dataclass(frozen=True)
@@ -349,7 +352,7 @@ def validate(document: dict, base: Path, source: Path | None = None) -> Config:
     output = sections["output"]
     if output.dir is None:
         stem = source.stem if source is not None else "run"
-        sections["output"] = OutputConfig(dir=Path("runs") / stem)
+        sections["output"] = dataclasses.replace(output, dir=Path("runs") / stem)
     return Config(**sections, source=source)
 
 

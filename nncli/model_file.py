@@ -19,6 +19,7 @@ from nncli.errors import ModelFileError
 from nncli.files import atomic_write
 
 FORMAT = "nncli-model"
+CHECKPOINT_FORMAT = "nncli-checkpoint"
 FORMAT_VERSION = 1
 REQUIRED_META = {
     "format": str,
@@ -35,15 +36,12 @@ REQUIRED_META = {
 
 
 def save_model(path: Path, weights: list[np.ndarray], biases: list[np.ndarray], meta: dict) -> None:
-    """Write the archive atomically; ``meta`` gains the format fields."""
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
-    arrays = {"meta": np.array(json.dumps(meta))}
+    """Write the model archive atomically; ``meta`` gains the format fields."""
+    arrays = {}
     for number, (W, b) in enumerate(zip(weights, biases, strict=True), start=1):
         arrays[f"W{number}"] = W
         arrays[f"b{number}"] = b
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+    _write_archive(path, arrays, {"format": FORMAT, "format_version": FORMAT_VERSION, **meta})
 
 
 def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
@@ -51,15 +49,57 @@ def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file '{path}' does not exist")
-    not_a_model = f"'{path}' is not an nncli model file (expected the model.npz that 'nncli train' writes)"
+    arrays, meta = _read_archive(path, FORMAT, "model", "the model.npz that 'nncli train' writes")
+    for key, kind in REQUIRED_META.items():
+        if not isinstance(meta.get(key), kind):
+            raise ModelFileError(f"'{path}' is damaged: its meta record lacks a valid {key!r}")
+    sizes = meta["layer_sizes"]
+    if len(sizes) < 2 or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        raise ModelFileError(f"'{path}' is damaged: layer_sizes {sizes!r} is not a list of positive sizes")
+    layers = len(sizes) - 1
+    expected = {f"{kind}{n}" for n in range(1, layers + 1) for kind in "Wb"}
+    if set(arrays) != expected:
+        raise ModelFileError(
+            f"'{path}' is damaged: it should hold the arrays {sorted(expected)}, it holds {sorted(arrays)}"
+        )
+    weights = [arrays[f"W{n}"] for n in range(1, layers + 1)]
+    biases = [arrays[f"b{n}"] for n in range(1, layers + 1)]
+    return weights, biases, meta
+
+
+def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    """Write a checkpoint archive (named arrays and a JSON record) atomically."""
+    _write_archive(path, arrays, {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, **meta})
+
+
+def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """(arrays, meta) from an nncli checkpoint; a ModelFileError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"there is no checkpoint '{path}' to resume from; train without --resume")
+    return _read_archive(
+        path, CHECKPOINT_FORMAT, "checkpoint", "the checkpoint.npz that 'nncli train' writes"
+    )
+
+
+def _write_archive(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
+
+
+def _read_archive(
+    path: Path, expected_format: str, kind: str, hint: str
+) -> tuple[dict[str, np.ndarray], dict]:
+    """The float arrays and the meta record of an archive nncli wrote, never unpickling anything."""
+    not_ours = f"'{path}' is not an nncli {kind} file (expected {hint})"
     if not zipfile.is_zipfile(path):
-        raise ModelFileError(not_a_model)
+        raise ModelFileError(not_ours)
     try:
         with np.load(path, allow_pickle=False) as archive:
-            names = set(archive.files)
-            if "meta" not in names:
-                raise ModelFileError(not_a_model)
-            arrays = {name: archive[name] for name in names}
+            if "meta" not in archive.files:
+                raise ModelFileError(not_ours)
+            arrays = {name: archive[name] for name in archive.files}
     except ModelFileError:
         raise
     except ValueError as error:
@@ -67,44 +107,26 @@ def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
             raise ModelFileError(
                 f"'{path}' holds object arrays, which nncli never loads (they could run code)"
             ) from None
-        raise ModelFileError(not_a_model) from None
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, AttributeError, TypeError):
-        raise ModelFileError(not_a_model) from None
-    meta = _read_meta(arrays["meta"], path, not_a_model)
-    layers = len(meta["layer_sizes"]) - 1
-    expected = {"meta"} | {f"{kind}{n}" for n in range(1, layers + 1) for kind in "Wb"}
-    if names != expected:
-        raise ModelFileError(
-            f"'{path}' is damaged: it should hold the arrays {sorted(expected)}, it holds {sorted(names)}"
-        )
-    weights = [arrays[f"W{n}"] for n in range(1, layers + 1)]
-    biases = [arrays[f"b{n}"] for n in range(1, layers + 1)]
-    for array in weights + biases:
-        if array.dtype.kind != "f":
-            raise ModelFileError(
-                f"'{path}' is damaged: its weights should be floating-point, got {array.dtype}"
-            )
-    return weights, biases, meta
-
-
-def _read_meta(array: np.ndarray, path: Path, not_a_model: str) -> dict:
-    if array.shape != () or array.dtype.kind != "U":
-        raise ModelFileError(not_a_model)
+        raise ModelFileError(f"'{path}' is damaged and cannot be read as an nncli {kind} file") from None
+    except Exception:  # a damaged archive can fail in the zip, zlib or npy layers: all mean the same here
+        raise ModelFileError(f"'{path}' is damaged and cannot be read as an nncli {kind} file") from None
+    meta_array = arrays.pop("meta")
+    if meta_array.shape != () or meta_array.dtype.kind != "U":
+        raise ModelFileError(not_ours)
     try:
-        meta = json.loads(str(array))
+        meta = json.loads(str(meta_array))
     except ValueError:
         raise ModelFileError(f"'{path}' is damaged: its meta record is not valid JSON") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFileError(not_a_model)
+    if not isinstance(meta, dict) or meta.get("format") != expected_format:
+        raise ModelFileError(not_ours)
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFileError(
-            f"'{path}' is model format version {meta.get('format_version')!r}; this nncli reads version "
-            f"{FORMAT_VERSION}, so retrain the model or use the nncli that wrote it"
+            f"'{path}' is {kind} format version {meta.get('format_version')!r}; this nncli reads version "
+            f"{FORMAT_VERSION}, so retrain or use the nncli that wrote it"
         )
-    for key, kind in REQUIRED_META.items():
-        if not isinstance(meta.get(key), kind):
-            raise ModelFileError(f"'{path}' is damaged: its meta record lacks a valid {key!r}")
-    sizes = meta["layer_sizes"]
-    if len(sizes) < 2 or not all(isinstance(s, int) and s >= 1 for s in sizes):
-        raise ModelFileError(f"'{path}' is damaged: layer_sizes {sizes!r} is not a list of positive sizes")
-    return meta
+    for name, array in arrays.items():
+        if array.dtype.kind != "f":
+            raise ModelFileError(
+                f"'{path}' is damaged: array {name} should be floating-point, got {array.dtype}"
+            )
+    return arrays, meta

@@ -4,6 +4,7 @@ check a config's gradients. ``cli.py`` parses arguments, calls one of these and 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -19,11 +20,12 @@ from nncli.errors import ModelFileError, NncliError
 from nncli.files import atomic_write_text
 from nncli.gradcheck import GradcheckReport, gradcheck
 from nncli.metrics import ACCURACY, Metric, rmse
-from nncli.model_file import load_model, save_model
+from nncli.model_file import load_checkpoint, load_model, save_checkpoint, save_model
 from nncli.network import Network
-from nncli.train import EpochRecord, History, train
+from nncli.train import DIVERGED, EpochRecord, History, Trainer
 
 MODEL_FILE, HISTORY_FILE, METRICS_FILE = "model.npz", "history.csv", "metrics.json"
+CHECKPOINT_FILE = "checkpoint.npz"
 
 
 @dataclass(frozen=True)
@@ -61,30 +63,75 @@ def build_network(config: Config, prepared: PreparedData, dtype: str | None = No
     )
 
 
-def check_output_dir(directory: Path, overwrite: bool) -> None:
-    """Refuse to train over an earlier run unless told to."""
-    if (directory / MODEL_FILE).exists() and not overwrite:
-        raise NncliError(f"'{directory}' already holds a trained model; pass --overwrite to replace it")
+def check_output_dir(directory: Path, overwrite: bool, resume: bool) -> None:
+    """Refuse to train over an earlier run unless told to (and refuse --resume with nothing to resume)."""
     if directory.exists() and not directory.is_dir():
         raise NncliError(f"output.dir '{directory}' is a file, not a folder; choose another output.dir")
+    if overwrite and resume:
+        raise NncliError("--overwrite and --resume contradict each other; pass one of them")
+    if resume and not (directory / CHECKPOINT_FILE).exists():
+        raise NncliError(f"there is no checkpoint in '{directory}' to resume from; train without --resume")
+    if not (overwrite or resume) and (
+        (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists()
+    ):
+        raise NncliError(
+            f"'{directory}' already holds a trained model; pass --resume to continue it "
+            f"or --overwrite to replace it"
+        )
+
+
+def fingerprint(config: Config, prepared: PreparedData) -> dict:
+    """What decides the weights a run ends with, apart from the number of epochs: the config's data,
+    model and training keys, and a hash of the training and validation arrays."""
+    settings = config.to_dict()
+    settings["training"].pop("epochs")
+    settings["data"].pop("test")
+    digest = hashlib.blake2b(digest_size=16)
+    for array in (*prepared.train, *(prepared.validation or ())):
+        digest.update(np.ascontiguousarray(array).data)
+    return {
+        "data": settings["data"],
+        "model": settings["model"],
+        "training": settings["training"],
+        "arrays": digest.hexdigest(),
+    }
+
+
+def _changes(before: dict, now: dict) -> list[str]:
+    changed = []
+    for section in ("data", "model", "training"):
+        for key in sorted(set(before[section]) | set(now[section])):
+            if before[section].get(key) != now[section].get(key):
+                changed.append(
+                    f"{section}.{key} changed from {before[section].get(key)!r} to {now[section].get(key)!r}"
+                )
+    if not changed and before["arrays"] != now["arrays"]:
+        changed.append(f"the contents of the data file '{now['data']['path']}' changed")
+    return changed
 
 
 def train_from_config(
-    config: Config, overwrite: bool = False, on_epoch: Callable[[EpochRecord], None] | None = None
+    config: Config,
+    overwrite: bool = False,
+    resume: bool = False,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> TrainingRun:
-    """Load the data, train, and write model.npz, history.csv and metrics.json into output.dir.
+    """Load the data, train (or continue a checkpointed run), and write model.npz, history.csv,
+    metrics.json and checkpoint.npz into output.dir.
 
-    Everything the user gave is checked before the output folder is touched.
+    Everything the user gave is checked before the output folder is touched. The checkpoint (with the
+    model and history) is rewritten every ``output.checkpoint_every`` epochs, each file atomically.
     """
     directory = Path(config.output.dir)
-    check_output_dir(directory, overwrite)
+    check_output_dir(directory, overwrite, resume)
     started = time.perf_counter()
     prepared = prepare(config.data, config.model.output, config.training.seed)
     load_seconds = time.perf_counter() - started
     net = build_network(config, prepared)
     metric = metric_for(prepared.preprocessing)
     t = config.training
-    history = train(
+    trainer = Trainer(
         net,
         *prepared.train,
         alpha=t.alpha,
@@ -92,45 +139,109 @@ def train_from_config(
         beta=t.beta,
         batch=t.batch,
         batch_size=t.batch_size,
-        epochs=t.epochs,
         seed=t.seed,
         validation=prepared.validation,
         metric=metric,
         patience=t.early_stopping.patience if t.early_stopping else None,
-        on_epoch=on_epoch,
     )
-    metrics = {
-        "stop_reason": history.stop_reason,
-        "epochs": len(history),
-        "best_epoch": history.best_epoch,
-        "load_seconds": load_seconds,
-        "seconds": history[-1].seconds if history else 0.0,
-        "layer_sizes": net.layer_sizes,
-        "parameters": int(sum(p.size for p in net.params)),
-        "metric": metric.name,
-        **{
-            name: evaluate(net, split, t.lambda_, metric)
-            for name, split in (
-                ("train", prepared.train),
-                ("validation", prepared.validation),
-                ("test", prepared.test),
-            )
-        },
-    }
-    directory.mkdir(parents=True, exist_ok=True)
-    meta = {
-        "nncli_version": __version__,
-        "layer_sizes": net.layer_sizes,
-        "activation": net.activation,
-        "output": net.output_name,
-        "dtype": str(net.dtype),
-        **prepared.preprocessing.to_meta(),
-        "config": config.to_dict(),
-    }
-    save_model(directory / MODEL_FILE, net.weights, net.biases, meta)
-    atomic_write_text(directory / HISTORY_FILE, csv_text(history_columns(history)))
-    atomic_write_text(directory / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    run_fingerprint = fingerprint(config, prepared)
+    if resume:
+        _resume(trainer, directory, run_fingerprint, t.epochs)
+    elif overwrite:
+        (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
+    run = _RunFiles(config, prepared, net, trainer, run_fingerprint, directory, load_seconds, metric)
+    every = config.output.checkpoint_every
+
+    def epoch_done(record: EpochRecord) -> None:
+        if on_epoch is not None:
+            on_epoch(record)
+        if every is not None and record.epoch % every == 0:
+            run.write(trainer.history(), checkpoint=True, metrics=False)
+
+    history = trainer.run(t.epochs, epoch_done, should_stop)
+    metrics = run.write(history, checkpoint=history.stop_reason != DIVERGED, metrics=True)
     return TrainingRun(history, metrics, directory)
+
+
+def _resume(trainer: Trainer, directory: Path, run_fingerprint: dict, epochs: int) -> None:
+    arrays, meta = load_checkpoint(directory / CHECKPOINT_FILE)
+    try:
+        changed = _changes(meta["fingerprint"], run_fingerprint)
+    except (KeyError, TypeError, AttributeError):
+        raise ModelFileError(
+            f"'{directory / CHECKPOINT_FILE}' is damaged: its fingerprint is unreadable"
+        ) from None
+    if changed:
+        raise NncliError(
+            f"cannot resume the run in '{directory}': {'; '.join(changed)}; "
+            f"train into another output.dir, or pass --overwrite to start again"
+        )
+    try:
+        trainer.restore(arrays, meta["trainer"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"'{directory / CHECKPOINT_FILE}' is damaged: {error}") from None
+    done = trainer.state.epoch
+    if done >= epochs:
+        raise NncliError(
+            f"the run in '{directory}' already has {done} epochs; raise training.epochs "
+            f"(or pass --epochs) above {done} to train longer"
+        )
+
+
+class _RunFiles:
+    """Writes a run's files: the model, the history, the metrics and the checkpoint, each atomically."""
+
+    def __init__(self, config, prepared, net, trainer, run_fingerprint, directory, load_seconds, metric):
+        self.config, self.prepared, self.net, self.trainer = config, prepared, net, trainer
+        self.fingerprint, self.directory, self.load_seconds, self.metric = (
+            run_fingerprint,
+            directory,
+            load_seconds,
+            metric,
+        )
+
+    def write(self, history: History, checkpoint: bool, metrics: bool) -> dict | None:
+        net, directory = self.net, self.directory
+        directory.mkdir(parents=True, exist_ok=True)
+        if checkpoint:
+            arrays, record = self.trainer.checkpoint()
+            save_checkpoint(
+                directory / CHECKPOINT_FILE,
+                arrays,
+                {"nncli_version": __version__, "fingerprint": self.fingerprint, "trainer": record},
+            )
+        meta = {
+            "nncli_version": __version__,
+            "layer_sizes": net.layer_sizes,
+            "activation": net.activation,
+            "output": net.output_name,
+            "dtype": str(net.dtype),
+            **self.prepared.preprocessing.to_meta(),
+            "config": self.config.to_dict(),
+        }
+        save_model(directory / MODEL_FILE, net.weights, net.biases, meta)
+        atomic_write_text(directory / HISTORY_FILE, csv_text(history_columns(history)))
+        if not metrics:
+            return None
+        lambda_ = self.config.training.lambda_
+        splits = (
+            ("train", self.prepared.train),
+            ("validation", self.prepared.validation),
+            ("test", self.prepared.test),
+        )
+        summary = {
+            "stop_reason": history.stop_reason,
+            "epochs": len(history),
+            "best_epoch": history.best_epoch,
+            "load_seconds": self.load_seconds,
+            "seconds": self.trainer.state.seconds,
+            "layer_sizes": net.layer_sizes,
+            "parameters": int(net.theta.size),
+            "metric": self.metric.name,
+            **{name: evaluate(net, split, lambda_, self.metric) for name, split in splits},
+        }
+        atomic_write_text(directory / METRICS_FILE, json.dumps(summary, indent=2) + "\n")
+        return summary
 
 
 def evaluate(net: Network, split, lambda_: float, metric: Metric) -> dict | None:

@@ -79,13 +79,21 @@ class FastStep:
     """Gradient descent with momentum on ``net``, one batch per call, in place."""
 
     def __init__(
-        self, net: Network, alpha: float, lambda_: float, beta: float, metric=None, cores: int | None = None
+        self,
+        net: Network,
+        alpha: float,
+        lambda_: float,
+        beta: float,
+        metric=None,
+        cores: int | None = None,
+        displacement: np.ndarray | None = None,
     ) -> None:
         self.net = net
         self.alpha, self.lambda_, self.beta = alpha, lambda_, beta
         self.metric = metric
         self.cores = available_cores() if cores is None else cores
-        self.displacement = np.zeros_like(net.theta)  # S = α V
+        # S = α V, the momentum carried from step to step (updated in place)
+        self.displacement = np.zeros_like(net.theta) if displacement is None else displacement
         self._gradients = [np.zeros_like(net.theta)]
         self._layouts: dict[int, _Layout] = {}
         self._pool: ThreadPoolExecutor | None = None

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -29,7 +29,7 @@ from nncli.network import Network
 from nncli.optim import BATCH_MODES, epoch_batches
 from nncli.step import FastStep
 
-COMPLETED, EARLY_STOPPING, DIVERGED = "completed", "early_stopping", "diverged"
+COMPLETED, EARLY_STOPPING, DIVERGED, INTERRUPTED = "completed", "early_stopping", "diverged", "interrupted"
 
 
 @dataclass(frozen=True)
@@ -49,15 +49,201 @@ class EpochRecord:
 
 
 class History(list):
-    """The EpochRecords of a run, with how it ended: ``stop_reason`` is completed, early_stopping or
-    diverged; ``best_epoch`` is the epoch whose weights the network holds at the end when those are the
-    best so far rather than the last."""
+    """The EpochRecords of a run, with how it ended: ``stop_reason`` is completed, early_stopping,
+    diverged or interrupted; ``best_epoch`` is the epoch whose weights the network holds at the end when
+    those are the best so far rather than the last."""
 
     def __init__(self, records=(), metric_name: str | None = None) -> None:
         super().__init__(records)
         self.metric_name = metric_name
         self.stop_reason = COMPLETED
         self.best_epoch: int | None = None
+
+
+@dataclass
+class TrainingState:
+    """Everything a run needs to continue exactly where it stopped, apart from θ itself.
+
+    ``epoch`` epochs are complete and ``step`` steps of the next one are done; ``epoch_rng_state`` is the
+    shuffling generator's state when that epoch began (its order is drawn again on resume).
+    """
+
+    epoch: int = 0
+    step: int = 0
+    iteration: int = 0
+    epoch_rng_state: dict | None = None
+    cost_sum: float = 0.0
+    metric_sum: float = 0.0
+    seconds: float = 0.0
+    best_cost: float = float("inf")
+    stale: int = 0
+    best_epoch: int | None = None
+    records: list[EpochRecord] = field(default_factory=list)
+
+
+class Trainer:
+    """Gradient descent with momentum on ``net``, epoch by epoch, able to stop and continue bit for bit.
+
+    Θ := Θ − α V with V := β V + (1 − β) D, D the gradient of J_i on each step's batch. Batches follow
+    ``batch`` (a key of ``BATCH_MODES``), shuffled with ``default_rng(seed)``. With ``patience``,
+    training stops once the monitored J has not improved for that many epochs, and the best weights
+    are kept.
+    """
+
+    def __init__(
+        self,
+        net: Network,
+        X: np.ndarray,
+        Y: np.ndarray,
+        alpha: float = 0.1,
+        lambda_: float = 0.0,
+        beta: float = 0.9,
+        batch: str = "mini-batch",
+        batch_size: int = 32,
+        seed: int | None = 0,
+        validation: tuple[np.ndarray, np.ndarray] | None = None,
+        metric: Metric | None = None,
+        patience: int | None = None,
+    ) -> None:
+        self.mode = lookup(BATCH_MODES, batch, "batch mode")
+        _check_hyperparameters(alpha, lambda_, beta, batch_size, 0, patience)
+        self.net = net
+        self.X, self.Y = net.check_inputs(X, Y)
+        self.validation = None if validation is None else net.check_inputs(*validation)
+        self.alpha, self.lambda_, self.beta = alpha, lambda_, beta
+        self.batch_size, self.metric, self.patience = batch_size, metric, patience
+        self.rng = np.random.default_rng(seed)
+        self.state = TrainingState(epoch_rng_state=self.rng.bit_generator.state)
+        self.displacement = np.zeros_like(net.theta)  # S = α V, carried from step to step
+        self.best_theta = net.copy_params()
+        self.epoch_start_theta = net.copy_params()
+        self.stop_reason = COMPLETED
+        self.theta_at_stop: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ running
+
+    def run(
+        self,
+        epochs: int,
+        on_epoch: Callable[[EpochRecord], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> History:
+        """Train until ``epochs`` epochs are complete (counting those already done), early stopping,
+        divergence, or ``should_stop()`` answering True between two steps; return the History."""
+        _check_hyperparameters(self.alpha, self.lambda_, self.beta, self.batch_size, epochs, self.patience)
+        net, state = self.net, self.state
+        step = FastStep(net, self.alpha, self.lambda_, self.beta, self.metric, displacement=self.displacement)
+        self.stop_reason, self.theta_at_stop = COMPLETED, None
+        stopping = should_stop or (lambda: False)
+        started = time.perf_counter() - state.seconds
+        try:
+            with np.errstate(all="ignore"):
+                if self.patience is not None and state.stale >= self.patience:
+                    self.stop_reason = EARLY_STOPPING
+                while state.epoch < epochs and self.stop_reason == COMPLETED:
+                    self._run_epoch(step, stopping, started, on_epoch)
+        finally:
+            step.close()
+            state.seconds = time.perf_counter() - started
+        if self.stop_reason == DIVERGED or (self.patience is not None and self.stop_reason != INTERRUPTED):
+            self.theta_at_stop = net.copy_params()
+            net.set_params(self.best_theta)
+        return self.history()
+
+    def _run_epoch(self, step: FastStep, stopping, started: float, on_epoch) -> None:
+        net, state, X, Y = self.net, self.state, self.X, self.Y
+        if state.step == 0:
+            state.epoch_rng_state = self.rng.bit_generator.state
+            if self.validation is None:
+                self.epoch_start_theta[...] = net.theta
+        else:
+            self.rng.bit_generator.state = state.epoch_rng_state
+        batches = epoch_batches(len(X), self.mode, self.batch_size, self.rng)
+        for done, rows in enumerate(batches):
+            if done < state.step:
+                continue
+            if stopping():
+                self.stop_reason = INTERRUPTED
+                return
+            J, batch_metric = step(X, Y, rows)
+            if not np.isfinite(J):
+                self.stop_reason = DIVERGED
+                return
+            state.cost_sum += J
+            state.metric_sum += batch_metric
+            state.step += 1
+            state.iteration += 1
+        metric = self.metric
+        record = EpochRecord(
+            epoch=state.epoch + 1,
+            iteration=state.iteration,
+            train_cost=state.cost_sum / state.step,
+            val_cost=_cost(net, self.validation, self.lambda_),
+            train_metric=metric.finish(state.metric_sum, len(X), Y.shape[1]) if metric else None,
+            val_metric=_metric(net, self.validation, metric),
+            seconds=time.perf_counter() - started,
+        )
+        if not np.isfinite(record.monitored_cost):
+            self.stop_reason = DIVERGED
+            return
+        state.epoch += 1
+        state.step, state.cost_sum, state.metric_sum = 0, 0.0, 0.0
+        state.records.append(record)
+        if record.monitored_cost < state.best_cost:
+            state.best_cost, state.stale, state.best_epoch = record.monitored_cost, 0, record.epoch
+            self.best_theta[...] = net.theta if self.validation is not None else self.epoch_start_theta
+        else:
+            state.stale += 1
+        if on_epoch is not None:
+            on_epoch(record)
+        if self.patience is not None and state.stale >= self.patience:
+            self.stop_reason = EARLY_STOPPING
+        elif stopping():
+            self.stop_reason = INTERRUPTED
+
+    def history(self) -> History:
+        history = History(self.state.records, metric_name=self.metric.name if self.metric else None)
+        history.stop_reason = self.stop_reason
+        keeps_best = self.stop_reason == DIVERGED or (
+            self.patience is not None and self.stop_reason != INTERRUPTED
+        )
+        history.best_epoch = self.state.best_epoch if keeps_best else None
+        return history
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self) -> tuple[dict[str, np.ndarray], dict]:
+        """(arrays, JSON-able record) from which ``restore`` continues this run exactly."""
+        theta = self.theta_at_stop if self.theta_at_stop is not None else self.net.theta
+        arrays = {
+            "theta": theta.copy(),
+            "displacement": self.displacement.copy(),
+            "best_theta": self.best_theta.copy(),
+            "epoch_start_theta": self.epoch_start_theta.copy(),
+        }
+        record = asdict(self.state)
+        record["records"] = [asdict(r) for r in self.state.records]
+        record["rng_state"] = self.rng.bit_generator.state
+        return arrays, record
+
+    def restore(self, arrays: dict[str, np.ndarray], record: dict) -> None:
+        """Continue from a ``checkpoint``: θ, the momentum, the generator, the history and the best so far."""
+        for name, target in (
+            ("theta", self.net.theta),
+            ("displacement", self.displacement),
+            ("best_theta", self.best_theta),
+            ("epoch_start_theta", self.epoch_start_theta),
+        ):
+            if arrays[name].shape != target.shape:
+                raise NncliError(
+                    f"the checkpoint's {name} has {arrays[name].size} values; the network has {target.size}"
+                )
+            target[...] = arrays[name]
+        fields_ = {k: v for k, v in record.items() if k not in ("records", "rng_state")}
+        self.state = TrainingState(**fields_, records=[EpochRecord(**r) for r in record["records"]])
+        if self.state.best_cost is None:
+            self.state.best_cost = float("inf")
+        self.rng.bit_generator.state = record["rng_state"]
 
 
 def train(
@@ -83,63 +269,8 @@ def train(
     training stops once the monitored J has not improved for that many epochs, and the best weights
     are kept. ``on_epoch`` is called with each EpochRecord as it is made.
     """
-    mode = lookup(BATCH_MODES, batch, "batch mode")
-    _check_hyperparameters(alpha, lambda_, beta, batch_size, epochs, patience)
-    X, Y = net.check_inputs(X, Y)
-    if validation is not None:
-        validation = net.check_inputs(*validation)
-    rng = np.random.default_rng(seed)
-    step = FastStep(net, alpha, lambda_, beta, metric)
-    history = History(metric_name=metric.name if metric else None)
-    best_cost, best_params, stale = np.inf, net.copy_params(), 0
-    iteration, started = 0, time.perf_counter()
-    try:
-        with np.errstate(all="ignore"):
-            for epoch in range(1, epochs + 1):
-                start_params = net.copy_params() if validation is None else None
-                cost_sum, metric_sum, steps = 0.0, 0.0, 0
-                for rows in epoch_batches(len(X), mode, batch_size, rng):
-                    J, batch_metric = step(X, Y, rows)
-                    if not np.isfinite(J):
-                        history.stop_reason = DIVERGED
-                        break
-                    cost_sum += J
-                    metric_sum += batch_metric
-                    steps += 1
-                    iteration += 1
-                if history.stop_reason == DIVERGED:
-                    break
-                record = EpochRecord(
-                    epoch=epoch,
-                    iteration=iteration,
-                    train_cost=cost_sum / steps,
-                    val_cost=_cost(net, validation, lambda_),
-                    train_metric=metric.finish(metric_sum, len(X), Y.shape[1]) if metric else None,
-                    val_metric=_metric(net, validation, metric),
-                    seconds=time.perf_counter() - started,
-                )
-                if not np.isfinite(record.monitored_cost):
-                    history.stop_reason = DIVERGED
-                    break
-                history.append(record)
-                if on_epoch is not None:
-                    on_epoch(record)
-                if record.monitored_cost < best_cost:
-                    best_cost, stale = record.monitored_cost, 0
-                    best_params = net.copy_params() if start_params is None else start_params
-                    history.best_epoch = epoch
-                else:
-                    stale += 1
-                if patience is not None and stale >= patience:
-                    history.stop_reason = EARLY_STOPPING
-                    break
-    finally:
-        step.close()
-    if history.stop_reason == DIVERGED or patience is not None:
-        net.set_params(best_params)
-    else:
-        history.best_epoch = None
-    return history
+    trainer = Trainer(net, X, Y, alpha, lambda_, beta, batch, batch_size, seed, validation, metric, patience)
+    return trainer.run(epochs, on_epoch)
 
 
 def _cost(net: Network, data, lambda_: float) -> float | None:

@@ -221,7 +221,7 @@ class OutputConfig:
         "folder for model.npz, history.csv, metrics.json; default: runs/<config name>",
     )
     checkpoint_every: int | None = option(
-        1, optional(whole(1)), "write checkpoint.npz (and the model) every N epochs; null = only at the end"
+        10, optional(whole(1)), "write checkpoint.npz (and the model) every N epochs; null = only at the end"
     )
 
 

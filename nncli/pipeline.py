@@ -15,7 +15,7 @@ import numpy as np
 
 from nncli import __version__
 from nncli.config import Config
-from nncli.data import CsvSource, PreparedData, Preprocessing, class_labels, csv_text, numeric_matrix, prepare
+from nncli.data import CsvSource, PreparedData, Preprocessing, class_labels, numeric_matrix, prepare
 from nncli.errors import ModelFileError, NncliError
 from nncli.files import atomic_write_text
 from nncli.gradcheck import GradcheckReport, gradcheck
@@ -193,6 +193,7 @@ class _RunFiles:
 
     def __init__(self, config, prepared, net, trainer, run_fingerprint, directory, load_seconds, metric):
         self.config, self.prepared, self.net, self.trainer = config, prepared, net, trainer
+        self.history_csv = HistoryCsv(metric.name)
         self.fingerprint, self.directory, self.load_seconds, self.metric = (
             run_fingerprint,
             directory,
@@ -220,7 +221,7 @@ class _RunFiles:
             "config": self.config.to_dict(),
         }
         save_model(directory / MODEL_FILE, net.weights, net.biases, meta)
-        atomic_write_text(directory / HISTORY_FILE, csv_text(history_columns(history)))
+        atomic_write_text(directory / HISTORY_FILE, self.history_csv.text(history))
         if not metrics:
             return None
         lambda_ = self.config.training.lambda_
@@ -252,17 +253,30 @@ def evaluate(net: Network, split, lambda_: float, metric: Metric) -> dict | None
     return {"rows": len(X), "cost": net.cost(X, Y, lambda_), metric.name: metric(net.forward(X), Y)}
 
 
-def history_columns(history: History) -> dict[str, list]:
-    name = history.metric_name or "metric"
-    return {
-        "epoch": [r.epoch for r in history],
-        "iteration": [r.iteration for r in history],
-        "train_cost": [r.train_cost for r in history],
-        "val_cost": [r.val_cost for r in history],
-        f"train_{name}": [r.train_metric for r in history],
-        f"val_{name}": [r.val_metric for r in history],
-        "seconds": [round(r.seconds, 6) for r in history],
-    }
+class HistoryCsv:
+    """history.csv: epoch, iteration, train_cost, val_cost, train_<metric>, val_<metric>, seconds.
+
+    Rows already formatted are kept, so rewriting the file after each epoch costs one join, not a new
+    formatting of the whole history."""
+
+    def __init__(self, metric_name: str | None) -> None:
+        name = metric_name or "metric"
+        self.lines = [f"epoch,iteration,train_cost,val_cost,train_{name},val_{name},seconds\n"]
+
+    def text(self, history: History) -> str:
+        del self.lines[len(history) + 1 :]
+        for r in history[len(self.lines) - 1 :]:
+            row = [
+                r.epoch,
+                r.iteration,
+                r.train_cost,
+                r.val_cost,
+                r.train_metric,
+                r.val_metric,
+                round(r.seconds, 6),
+            ]
+            self.lines.append(",".join("" if value is None else repr(value) for value in row) + "\n")
+        return "".join(self.lines)
 
 
 def load_trained_model(path: Path) -> Model:

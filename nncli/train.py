@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -46,6 +46,17 @@ class EpochRecord:
     def monitored_cost(self) -> float:
         """The cost that early stopping and the best-weights choice watch: validation J if there is one."""
         return self.train_cost if self.val_cost is None else self.val_cost
+
+
+def astuple_record(record: EpochRecord) -> tuple:
+    return tuple(getattr(record, f.name) for f in fields(EpochRecord))
+
+
+def record_from_row(row: np.ndarray) -> EpochRecord:
+    """An EpochRecord from its checkpoint row (nan stands for a figure that was not recorded)."""
+    values = [None if np.isnan(v) else float(v) for v in row]
+    values[0], values[1] = int(values[0]), int(values[1])
+    return EpochRecord(*values)
 
 
 class History(list):
@@ -152,12 +163,9 @@ class Trainer:
 
     def _run_epoch(self, step: FastStep, stopping, started: float, on_epoch) -> None:
         net, state, X, Y = self.net, self.state, self.X, self.Y
-        if state.step == 0:
-            state.epoch_rng_state = self.rng.bit_generator.state
-            if self.validation is None:
-                self.epoch_start_theta[...] = net.theta
-        else:
-            self.rng.bit_generator.state = state.epoch_rng_state
+        self.rng.bit_generator.state = state.epoch_rng_state  # the epoch's order, drawn again on resume
+        if state.step == 0 and self.validation is None:
+            self.epoch_start_theta[...] = net.theta
         batches = epoch_batches(len(X), self.mode, self.batch_size, self.rng)
         for done, rows in enumerate(batches):
             if done < state.step:
@@ -188,6 +196,7 @@ class Trainer:
             return
         state.epoch += 1
         state.step, state.cost_sum, state.metric_sum = 0, 0.0, 0.0
+        state.epoch_rng_state = self.rng.bit_generator.state
         state.records.append(record)
         if record.monitored_cost < state.best_cost:
             state.best_cost, state.stale, state.best_epoch = record.monitored_cost, 0, record.epoch
@@ -221,9 +230,11 @@ class Trainer:
             "best_theta": self.best_theta.copy(),
             "epoch_start_theta": self.epoch_start_theta.copy(),
         }
-        record = asdict(self.state)
-        record["records"] = [asdict(r) for r in self.state.records]
-        record["rng_state"] = self.rng.bit_generator.state
+        arrays["history"] = np.array(
+            [[np.nan if v is None else v for v in astuple_record(r)] for r in self.state.records],
+            dtype=np.float64,
+        ).reshape(-1, len(fields(EpochRecord)))
+        record = {f.name: getattr(self.state, f.name) for f in fields(TrainingState) if f.name != "records"}
         return arrays, record
 
     def restore(self, arrays: dict[str, np.ndarray], record: dict) -> None:
@@ -239,11 +250,10 @@ class Trainer:
                     f"the checkpoint's {name} has {arrays[name].size} values; the network has {target.size}"
                 )
             target[...] = arrays[name]
-        fields_ = {k: v for k, v in record.items() if k not in ("records", "rng_state")}
-        self.state = TrainingState(**fields_, records=[EpochRecord(**r) for r in record["records"]])
+        records = [record_from_row(row) for row in arrays["history"]]
+        self.state = TrainingState(**record, records=records)
         if self.state.best_cost is None:
             self.state.best_cost = float("inf")
-        self.rng.bit_generator.state = record["rng_state"]
 
 
 def train(

@@ -39,7 +39,12 @@ def test_train_writes_the_model_history_and_metrics(workdir, write_config):
     result = invoke("train", write_config(CONFIG))
     assert result.exit_code == 0, result.output
     out = workdir / "out"
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.npz", "history.csv", "metrics.json", "model.npz"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.npz",
+        "history.csv",
+        "metrics.json",
+        "model.npz",
+    ]
     assert result.stdout == ""  # messages go to stderr
     assert "nncli: trained 3-3-1 (16 parameters) for 30 epochs" in result.stderr
     history = (out / "history.csv").read_text().splitlines()
@@ -86,7 +91,10 @@ def test_an_existing_model_is_not_replaced_without_overwrite(workdir, write_conf
     before = (out / "model.npz").read_bytes()
     result = invoke("train", workdir / "config.yaml", "-q")
     assert result.exit_code == 2
-    assert "already holds a trained model; pass --resume to continue it or --overwrite to replace it" in result.stderr
+    assert (
+        "already holds a trained model; pass --resume to continue it or --overwrite to replace it"
+        in result.stderr
+    )
     assert (out / "model.npz").read_bytes() == before
     assert invoke("train", workdir / "config.yaml", "-q", "--overwrite", "--seed", 9).exit_code == 0
     assert (out / "model.npz").read_bytes() != before

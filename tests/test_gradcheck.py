@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 from conftest import targets_for
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from nncli import Network, gradcheck
@@ -46,8 +46,14 @@ def test_backprop_agrees_with_centred_differences(activation, output, lambda_, s
     net = Network([n_in, *hidden, k], activation=activation, output=output, initializer="xavier", seed=seed)
     X = rng.normal(size=(m, n_in))
     Y = targets_for(output, rng, m, k)
-    # ReLU units have a kink at 0: a smaller ε makes crossing it while differencing vanishingly rare.
-    epsilon = 1e-6 if ACTIVATIONS[activation].relu_family else 1e-4
+    epsilon = 1e-4
+    if ACTIVATIONS[activation].relu_family:
+        # ReLU units have a kink at z = 0, where no derivative exists: differences taken across it
+        # disagree with any gradient. Leave out the rare draws with a hidden z that close to 0.
+        epsilon = 1e-6
+        activations = net.hidden_activations(X)
+        hidden_z = [layer.forward(a) for layer, a in zip(net.layers[:-1], activations[:-1], strict=True)]
+        assume(min(np.abs(z).min() for z in hidden_z) > 1e-4)
     report = gradcheck(net, X, Y, lambda_=lambda_, epsilon=epsilon)
     assert report.relative_difference < 1e-7, report
 

@@ -1,6 +1,7 @@
 """CSV files into the arrays the engine takes, and back: the only user of pandas.
 
-- ``read_csv``: a table with a header row; every failure becomes one DataError naming the file and line.
+- ``read_csv`` / ``read_chunks``: a table with a header row, whole or in chunks of rows (so that large files
+  are read in bounded memory); every failure becomes one DataError naming the file and line.
 - ``Preprocessing``: which columns are features and target, the classes (sorted), and the training split's
   standardization; it turns a table into X (m, n) and Y (m, K) and output activations back into labels.
 - ``prepare``: the train / validation / test arrays a config describes.
@@ -8,10 +9,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,18 +40,25 @@ class CsvSource:
         return "standard input" if self.path is None else str(self.path)
 
 
-def read_csv(source: CsvSource, what: str = "data file") -> pd.DataFrame:
-    """The table in ``source``, with its header row as column names and every cell as read."""
-    if source.path is not None and not source.path.is_file():
-        kind = "is a folder, not a file" if source.path.is_dir() else "does not exist"
-        raise DataError(f"{what} '{source.name}' {kind}")
-    handle = source.path if source.path is not None else sys.stdin.buffer
+CHUNK_ROWS = 100_000
+
+
+def _encoding(source: CsvSource) -> str:
+    """UTF-8 files may start with a byte-order mark; 'utf-8-sig' reads them with or without one."""
+    return "utf-8-sig" if source.encoding.lower().replace("_", "-") in ("utf-8", "utf8") else source.encoding
+
+
+@contextlib.contextmanager
+def _explained(source: CsvSource, what: str):
+    """Turn pandas' and the codecs' failures while reading ``source`` into one DataError each."""
     try:
-        frame = pd.read_csv(handle, sep=source.delimiter, encoding=source.encoding, skipinitialspace=True)
+        yield
     except pd.errors.EmptyDataError:
         raise DataError(f"{what} '{source.name}' is empty; it needs a header row and data rows") from None
     except pd.errors.ParserError as error:
         raise DataError(_describe_parser_error(source, error)) from None
+    except pd.errors.ParserWarning:
+        raise DataError(_describe_long_row(source)) from None
     except UnicodeDecodeError as error:
         raise DataError(
             f"{what} '{source.name}' is not valid {source.encoding} text (byte {error.start}); "
@@ -56,9 +66,71 @@ def read_csv(source: CsvSource, what: str = "data file") -> pd.DataFrame:
         ) from None
     except LookupError:
         raise DataError(f"data.encoding {source.encoding!r} is not a text encoding Python knows") from None
-    if len(frame.columns) and frame.columns.duplicated().any():
-        raise DataError(f"{what} '{source.name}' repeats a column name in its header")
-    return frame
+    except (ValueError, OverflowError, csv.Error) as error:
+        raise DataError(f"'{source.name}' is not a readable CSV file ({error})") from None
+
+
+def _check_file(source: CsvSource, what: str) -> None:
+    if source.path is not None and not source.path.is_file():
+        kind = "is a folder, not a file" if source.path.is_dir() else "does not exist"
+        raise DataError(f"{what} '{source.name}' {kind}")
+
+
+def read_header(source: CsvSource, what: str = "data file") -> list[str]:
+    """The column names of a CSV file, checked: present, and none repeated."""
+    _check_file(source, what)
+    with _explained(source, what), open(source.path, newline="", encoding=_encoding(source)) as handle:
+        header = next(csv.reader(handle, delimiter=source.delimiter), None)
+    if not header or not any(name.strip() for name in header):
+        raise DataError(f"{what} '{source.name}' is empty; it needs a header row and data rows")
+    names = [name.strip() for name in header]
+    repeated = next((name for name in names if names.count(name) > 1), None)
+    if repeated is not None:
+        raise DataError(
+            f"{what} '{source.name}' names the column {repeated!r} twice; column names must differ"
+        )
+    return names
+
+
+def read_chunks(source: CsvSource, what: str = "data file", columns=None, rows: int = CHUNK_ROWS):
+    """(index of the chunk's first data row, chunk) for each chunk of ``rows`` rows of ``source``,
+    keeping only ``columns`` when given (a file's header has been checked by ``read_header``)."""
+    _check_file(source, what)
+    handle = source.path if source.path is not None else sys.stdin.buffer
+    with _explained(source, what), warnings.catch_warnings():
+        # A first row longer than the header would silently become an index: make it an error.
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        reader = pd.read_csv(
+            handle,
+            sep=source.delimiter,
+            encoding=_encoding(source),
+            skipinitialspace=True,
+            chunksize=rows,
+            index_col=False,
+        )
+        offset = 0
+        with reader:
+            for chunk in reader:
+                chunk.columns = [str(c).strip() for c in chunk.columns]
+                yield offset, chunk if columns is None else chunk[list(columns)]
+                offset += len(chunk)
+
+
+def read_csv(source: CsvSource, what: str = "data file") -> pd.DataFrame:
+    """The whole table in ``source``: for small files (a validation or test split, a history)."""
+    if source.path is not None:
+        read_header(source, what)
+    chunks = [chunk for _, chunk in read_chunks(source, what)]
+    return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
+
+
+def count_lines(path: Path) -> int:
+    """How many line breaks the file holds, plus one: at least its number of data rows."""
+    count = 1
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            count += block.count(b"\n")
+    return count
 
 
 def _describe_parser_error(source: CsvSource, error: Exception) -> str:
@@ -71,6 +143,21 @@ def _describe_parser_error(source: CsvSource, error: Exception) -> str:
         )
     detail = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
     return f"'{source.name}' is not a readable CSV file ({detail})"
+
+
+def _describe_long_row(source: CsvSource) -> str:
+    """Name the first row with more fields than the header (found again with the csv module)."""
+    if source.path is not None:
+        with open(source.path, newline="", encoding=_encoding(source), errors="replace") as handle:
+            reader = csv.reader(handle, delimiter=source.delimiter)
+            header = next(reader, [])
+            for record in reader:
+                if len(record) > len(header):
+                    return (
+                        f"'{source.name}' line {reader.line_num} has {len(record)} fields but the header "
+                        f"has {len(header)}; every row needs one value per column"
+                    )
+    return f"'{source.name}' has a row with more fields than the header; every row needs one value per column"
 
 
 def _locate(source: CsvSource, row: int) -> tuple[str, int | None, int | None]:
@@ -88,27 +175,33 @@ def _locate(source: CsvSource, row: int) -> tuple[str, int | None, int | None]:
     return f"row {row + 1}", None, None
 
 
-def numeric_matrix(frame: pd.DataFrame, names, source: CsvSource) -> np.ndarray:
-    """The named columns as a float64 (m, n) matrix; a DataError names the first cell that is not a
-    finite number (or is empty, or is missing from a short row)."""
+def numeric_matrix(
+    frame: pd.DataFrame, names, source: CsvSource, offset: int = 0, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The named columns as a float64 (m, n) matrix (written into ``out`` when given); a DataError names
+    the first cell that is not a finite number, is empty, or is missing from a short row. ``offset`` is
+    the index of the frame's first row in the file."""
     try:
-        matrix = frame[list(names)].to_numpy(dtype=np.float64, copy=True)
-        if np.isfinite(matrix).all():
-            return matrix
-    except (ValueError, TypeError):
+        values = frame[list(names)].to_numpy(dtype=np.float64, copy=out is None)
+        if out is not None:
+            out[...] = values
+            values = out
+        if np.isfinite(values).all():
+            return values
+    except (ValueError, TypeError, OverflowError):
         pass
     for name in names:
         column = frame[name]
         values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
-            raise DataError(_describe_cell(source, column, int(bad[0])))
+            raise DataError(_describe_cell(source, column, int(bad[0]), offset))
     raise DataError(f"'{source.name}': the columns {list(names)} could not be read as numbers")
 
 
-def _describe_cell(source: CsvSource, column: pd.Series, row: int) -> str:
+def _describe_cell(source: CsvSource, column: pd.Series, row: int, offset: int = 0) -> str:
     raw = column.iloc[row]
-    where, fields, header = _locate(source, row)
+    where, fields, header = _locate(source, offset + row)
     prefix = f"'{source.name}' {where}"
     if fields is not None and header is not None and fields < header:
         return (
@@ -133,11 +226,12 @@ def _canonical_label(value):
     return str(value)
 
 
-def class_labels(frame: pd.DataFrame, target: str, source: CsvSource) -> list:
+def class_labels(frame: pd.DataFrame, target: str, source: CsvSource, offset: int = 0) -> list:
     column = frame[target]
     missing = np.flatnonzero(column.isna().to_numpy())
     if len(missing):
-        raise DataError(_describe_cell(source, column, int(missing[0])).replace("a feature column", "it"))
+        message = _describe_cell(source, column, int(missing[0]), offset)
+        raise DataError(message.replace("a feature column", "it"))
     if pd.api.types.is_float_dtype(column) and not np.all(np.mod(column.to_numpy(), 1) == 0):
         raise DataError(
             f"'{source.name}': target column '{target}' holds fractional numbers; "
@@ -168,7 +262,7 @@ class Preprocessing:
     target_mean: float = 0.0
     target_std: float = 1.0
 
-    def inputs(self, frame: pd.DataFrame, source: CsvSource) -> np.ndarray:
+    def inputs(self, frame: pd.DataFrame, source: CsvSource, offset: int = 0) -> np.ndarray:
         """X (m, n): the feature columns by name, standardized."""
         missing = [name for name in self.features if name not in frame.columns]
         if missing:
@@ -176,19 +270,19 @@ class Preprocessing:
                 f"'{source.name}' has no feature column {missing[0]!r}; the model needs columns "
                 f"{', '.join(self.features)}"
             )
-        X = numeric_matrix(frame, self.features, source)
+        X = numeric_matrix(frame, self.features, source, offset)
         X -= self.mean
         X /= self.std
         return X
 
-    def targets(self, frame: pd.DataFrame, source: CsvSource) -> np.ndarray:
+    def targets(self, frame: pd.DataFrame, source: CsvSource, offset: int = 0) -> np.ndarray:
         """Y (m, K): one-hot rows (or a 0/1 column for one sigmoid unit), or the standardized target."""
         if self.target not in frame.columns:
             raise DataError(f"'{source.name}' has no target column {self.target!r}")
         if self.task == "regression":
-            y = numeric_matrix(frame, [self.target], source)
+            y = numeric_matrix(frame, [self.target], source, offset)
             return (y - self.target_mean) / self.target_std
-        labels = class_labels(frame, self.target, source)
+        labels = class_labels(frame, self.target, source, offset)
         index = {label: i for i, label in enumerate(self.classes)}
         unknown = next((label for label in labels if label not in index), None)
         if unknown is not None:
@@ -196,7 +290,10 @@ class Preprocessing:
                 f"'{source.name}': target {unknown!r} is not one of the model's classes "
                 f"{', '.join(map(str, self.classes))}"
             )
-        codes = np.array([index[label] for label in labels])
+        return self.encode(np.array([index[label] for label in labels], dtype=np.intp))
+
+    def encode(self, codes: np.ndarray) -> np.ndarray:
+        """Y from class indices: a 0/1 column for one sigmoid unit, else one-hot rows."""
         if self.output_units == 1:
             return codes.reshape(-1, 1).astype(np.float64)
         return np.eye(len(self.classes))[codes]
@@ -268,12 +365,14 @@ def resolve_output(requested: str, task: str, n_classes: int | None) -> tuple[st
 
 
 def prepare(data, requested_output: str, seed: int) -> PreparedData:
-    """Read and check the config's CSVs (``data`` is a DataConfig) and turn them into arrays."""
+    """Read and check the config's CSVs (``data`` is a DataConfig) and turn them into arrays.
+
+    The training file is read in chunks straight into one float64 matrix, so that memory holds the
+    data about once (twice while a validation split is cut from it), never a whole table of text.
+    """
     source = CsvSource(data.path, data.delimiter, data.encoding)
-    frame = read_csv(source)
-    columns = [str(c) for c in frame.columns]
-    frame.columns = columns
-    target = data.target if data.target is not None else (columns[-1] if columns else None)
+    columns = read_header(source)
+    target = data.target if data.target is not None else columns[-1]
     if target not in columns:
         raise DataError(
             f"'{source.name}' has no column {target!r} (data.target); its columns are {', '.join(columns)}"
@@ -289,54 +388,92 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
         raise DataError(f"column {target!r} is the target, so it cannot also be in data.features")
     if not features:
         raise DataError(f"'{source.name}' has no feature columns besides the target {target!r}")
-    if len(frame) < MIN_ROWS:
-        raise DataError(f"'{source.name}' has {len(frame)} data row(s); training needs at least {MIN_ROWS}")
 
-    X_all = numeric_matrix(frame, features, source)
+    X_all, targets, labels = _read_training_rows(source, features, target, data.task)
+    m = len(X_all)
+    if m < MIN_ROWS:
+        raise DataError(f"'{source.name}' has {m} data row(s); training needs at least {MIN_ROWS}")
     classes = None
-    labels = None
     if data.task == "classification":
-        labels = class_labels(frame, target, source)
-        classes = tuple(sorted(set(labels), key=_sort_key))
+        classes = tuple(sorted(labels, key=_sort_key))
         if len(classes) < 2:
             raise DataError(
                 f"'{source.name}': target column {target!r} holds one class only ({classes[0]!r}); "
                 "classification needs at least two"
             )
-    else:
-        numeric_matrix(frame, [target], source)
+        order = {label: i for i, label in enumerate(classes)}
+        targets = np.array([order[label] for label in labels], dtype=np.intp)[targets]
     output, units = resolve_output(requested_output, data.task, None if classes is None else len(classes))
 
     rng = np.random.default_rng(seed)
-    train_rows, val_rows = split_rows(len(frame), labels, data.validation_split, rng)
+    train_rows, val_rows = split_rows(m, targets if classes else None, data.validation_split, rng)
     if data.validation_split > 0 and len(val_rows) == 0:
         raise DataError(
-            f"data.validation_split {data.validation_split} of {len(frame)} rows leaves no validation rows"
+            f"data.validation_split {data.validation_split} of {m} rows leaves no validation rows"
         )
-
-    if data.standardize:
-        mean = X_all[train_rows].mean(axis=0)
-        std = X_all[train_rows].std(axis=0)
-        std[std == 0.0] = 1.0
+    if len(val_rows):
+        X_train, X_val = X_all[train_rows], X_all[val_rows]
+        del X_all
+        t_train, t_val = targets[train_rows], targets[val_rows]
     else:
-        mean, std = np.zeros(len(features)), np.ones(len(features))
+        X_train, X_val, t_train, t_val = X_all, None, targets, None
+
+    mean, std = (
+        _column_mean_std(X_train) if data.standardize else (np.zeros(len(features)), np.ones(len(features)))
+    )
     target_mean, target_std = 0.0, 1.0
     if data.task == "regression" and data.standardize:
-        y = numeric_matrix(frame, [target], source)[train_rows, 0]
-        target_mean, target_std = float(y.mean()), float(y.std()) or 1.0
+        target_mean, target_std = float(t_train.mean()), float(t_train.std()) or 1.0
     pre = Preprocessing(
         tuple(features), target, data.task, classes, units, mean, std, target_mean, target_std
     )
 
-    X_all -= mean
-    X_all /= std
-    Y_all = pre.targets(frame, source)
-    train = (X_all[train_rows], Y_all[train_rows])
-    validation = (X_all[val_rows], Y_all[val_rows]) if len(val_rows) else None
+    def arrays(X, t):
+        X -= mean
+        X /= std
+        if classes:
+            return X, pre.encode(t)
+        return X, ((t - target_mean) / target_std).reshape(-1, 1)
+
+    train = arrays(X_train, t_train)
+    validation = arrays(X_val, t_val) if X_val is not None else None
     if data.validation is not None:
         validation = _load_split(pre, data.validation, data, "validation file (data.validation)")
     test = _load_split(pre, data.test, data, "test file (data.test)") if data.test is not None else None
     return PreparedData(pre, output, train, validation, test)
+
+
+def _read_training_rows(source: CsvSource, features: list[str], target: str, task: str):
+    """(X (m, n) float64, targets, labels): for classification, targets are indices into ``labels``
+    (in order of first appearance); for regression, the target values and no labels."""
+    bound = count_lines(source.path)
+    X = np.empty((bound, len(features)))
+    targets = np.empty(bound, dtype=np.intp if task == "classification" else np.float64)
+    index: dict = {}
+    m = 0
+    for offset, chunk in read_chunks(source, columns=[*features, target]):
+        rows = slice(m, m + len(chunk))
+        numeric_matrix(chunk, features, source, offset, out=X[rows])
+        if task == "classification":
+            chunk_labels = class_labels(chunk, target, source, offset)
+            targets[rows] = [index.setdefault(label, len(index)) for label in chunk_labels]
+        else:
+            targets[rows] = numeric_matrix(chunk, [target], source, offset)[:, 0]
+        m += len(chunk)
+    return X[:m], targets[:m], list(index)
+
+
+def _column_mean_std(X: np.ndarray, block: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and standard deviation, in blocks of rows so that no full-size temporary is
+    made; a constant column gets std 1, so standardizing it gives zeros rather than nan."""
+    mean = X.mean(axis=0)
+    squares = np.zeros(X.shape[1])
+    for start in range(0, len(X), block):
+        deviation = X[start : start + block] - mean
+        squares += np.einsum("ij,ij->j", deviation, deviation)
+    std = np.sqrt(squares / max(len(X), 1))
+    std[std == 0.0] = 1.0
+    return mean, std
 
 
 def _load_split(pre: Preprocessing, path: Path, data, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -348,12 +485,12 @@ def _load_split(pre: Preprocessing, path: Path, data, what: str) -> tuple[np.nda
     return pre.inputs(frame, source), pre.targets(frame, source)
 
 
-def split_rows(m: int, labels: list | None, fraction: float, rng: np.random.Generator):
+def split_rows(m: int, codes: np.ndarray | None, fraction: float, rng: np.random.Generator):
     """(train rows, validation rows): ``fraction`` of each class held out (of all rows for regression),
     chosen by the seeded generator; every class keeps at least one training row."""
     if fraction <= 0:
         return np.arange(m), np.arange(0)
-    groups = [np.arange(m)] if labels is None else _groups(labels)
+    groups = [np.arange(m)] if codes is None else [np.flatnonzero(codes == c) for c in range(codes.max() + 1)]
     held = []
     for rows in groups:
         count = min(round(fraction * len(rows)), len(rows) - 1)
@@ -361,13 +498,6 @@ def split_rows(m: int, labels: list | None, fraction: float, rng: np.random.Gene
     val = np.sort(np.concatenate(held))
     train = np.setdiff1d(np.arange(m), val)
     return train, val
-
-
-def _groups(labels: list) -> list[np.ndarray]:
-    codes = {}
-    for i, label in enumerate(labels):
-        codes.setdefault(label, []).append(i)
-    return [np.array(codes[key]) for key in sorted(codes, key=_sort_key)]
 
 
 def write_csv(frame_columns: dict, handle) -> None:

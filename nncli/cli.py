@@ -7,6 +7,7 @@ stdout carries data (predictions, gradcheck reports, terminal plots); progress a
 from __future__ import annotations
 
 import functools
+import io
 import signal
 import sys
 from pathlib import Path
@@ -197,8 +198,8 @@ def predict(model, data, output, proba):
       nncli predict runs/iris/model.npz datasets/iris_test.csv --proba > predictions.csv
       cat rows.csv | nncli predict runs/iris/model.npz - | cut -d, -f1
     """
-    from nncli.data import CsvSource, csv_text, read_csv
-    from nncli.files import atomic_write_text
+    from nncli.data import CsvSource
+    from nncli.files import atomic_write
     from nncli.pipeline import load_trained_model
     from nncli.pipeline import predict as predict_rows
 
@@ -209,17 +210,22 @@ def predict(model, data, output, proba):
         data_config.get("delimiter", ","),
         data_config.get("encoding", "utf-8"),
     )
-    frame = read_csv(source)
-    frame.columns = [str(c) for c in frame.columns]
-    result = predict_rows(trained, frame, source, proba)
-    text = csv_text(result.columns)
     if output is None:
-        click.echo(text, nl=False)
+        rows, score = predict_rows(trained, source, sys.stdout, proba)
     else:
-        atomic_write_text(output, text)
-    if result.score is not None:
-        name, value = result.score
-        click.echo(f"nncli: {name} {value:.4f} on {len(frame)} rows of '{source.name}'", err=True)
+        outcome = []
+
+        def write(binary):
+            text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+            outcome.append(predict_rows(trained, source, text, proba))
+            text.flush()
+            text.detach()
+
+        atomic_write(output, write)
+        rows, score = outcome[0]
+    if score is not None:
+        name, value = score
+        click.echo(f"nncli: {name} {value:.4f} on {rows} rows of '{source.name}'", err=True)
 
 
 # ------------------------------------------------------------------ gradcheck

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import re
 import sys
 import warnings
@@ -500,9 +499,9 @@ def split_rows(m: int, codes: np.ndarray | None, fraction: float, rng: np.random
     return train, val
 
 
-def write_csv(frame_columns: dict, handle) -> None:
-    """Write named columns as CSV with a header to an open text handle."""
-    pd.DataFrame(frame_columns).to_csv(handle, index=False, lineterminator="\n")
+def write_csv(frame_columns: dict, handle, header: bool = True) -> None:
+    """Write named columns as CSV (with a header row unless ``header`` is false) to a text handle."""
+    pd.DataFrame(frame_columns).to_csv(handle, index=False, header=header, lineterminator="\n")
 
 
 def read_history(path: Path) -> pd.DataFrame:
@@ -514,9 +513,3 @@ def read_history(path: Path) -> pd.DataFrame:
             f"'{path}' is not an nncli history file: it needs the columns iteration and train_cost"
         )
     return frame
-
-
-def csv_text(frame_columns: dict) -> str:
-    buffer = io.StringIO()
-    write_csv(frame_columns, buffer)
-    return buffer.getvalue()

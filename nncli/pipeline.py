@@ -15,7 +15,16 @@ import numpy as np
 
 from nncli import __version__
 from nncli.config import Config
-from nncli.data import CsvSource, PreparedData, Preprocessing, class_labels, numeric_matrix, prepare
+from nncli.data import (
+    CsvSource,
+    PreparedData,
+    Preprocessing,
+    class_labels,
+    numeric_matrix,
+    prepare,
+    read_chunks,
+    write_csv,
+)
 from nncli.errors import ModelFileError, NncliError
 from nncli.files import atomic_write_text
 from nncli.gradcheck import GradcheckReport, gradcheck
@@ -23,6 +32,7 @@ from nncli.metrics import ACCURACY, Metric, rmse
 from nncli.model_file import load_checkpoint, load_model, save_checkpoint, save_model
 from nncli.network import Network
 from nncli.train import DIVERGED, EpochRecord, History, Trainer
+from nncli.train import evaluate as evaluate_split
 
 MODEL_FILE, HISTORY_FILE, METRICS_FILE = "model.npz", "history.csv", "metrics.json"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -250,7 +260,8 @@ def evaluate(net: Network, split, lambda_: float, metric: Metric) -> dict | None
     if split is None:
         return None
     X, Y = split
-    return {"rows": len(X), "cost": net.cost(X, Y, lambda_), metric.name: metric(net.forward(X), Y)}
+    cost, figure = evaluate_split(net, X, Y, lambda_, metric)
+    return {"rows": len(X), "cost": cost, metric.name: figure}
 
 
 class HistoryCsv:
@@ -299,33 +310,51 @@ def load_trained_model(path: Path) -> Model:
     return Model(network, preprocessing, meta)
 
 
-@dataclass(frozen=True)
-class Predictions:
-    columns: dict[str, list]
-    score: tuple[str, float] | None
-
-
-def predict(model: Model, frame, source: CsvSource, proba: bool = False) -> Predictions:
-    """The ``prediction`` column (labels or values), ``p_<class>`` columns with ``proba``, and the
-    accuracy or RMSE when the table also holds the target column."""
+def prediction_columns(model: Model, frame, source: CsvSource, offset: int, proba: bool):
+    """For one chunk of rows: the ``prediction`` column (labels or values), ``p_<class>`` columns with
+    ``proba``, and (when the chunk holds the target column) the score's sum over the chunk."""
     pre = model.preprocessing
-    if proba and pre.task != "classification":
-        raise NncliError("--proba applies to classification models; this model predicts a number")
-    A = model.network.forward(pre.inputs(frame, source))
+    A = model.network.forward(pre.inputs(frame, source, offset))
     labels = pre.decode(A)
     columns = {"prediction": labels}
     if proba:
         for label, p in zip(pre.classes, pre.probabilities(A).T, strict=True):
             columns[f"p_{label}"] = p.tolist()
-    score = None
+    score_sum = None
     if pre.target in frame.columns:
         if pre.task == "classification":
-            truth = class_labels(frame, pre.target, source)
-            score = ("accuracy", float(np.mean([a == b for a, b in zip(labels, truth, strict=True)])))
+            truth = class_labels(frame, pre.target, source, offset)
+            score_sum = float(sum(a == b for a, b in zip(labels, truth, strict=True)))
         else:
-            truth = numeric_matrix(frame, [pre.target], source)[:, 0]
-            score = ("rmse", float(np.sqrt(np.mean((np.asarray(labels) - truth) ** 2))))
-    return Predictions(columns, score)
+            truth = numeric_matrix(frame, [pre.target], source, offset)[:, 0]
+            score_sum = float(np.sum((np.asarray(labels) - truth) ** 2))
+    return columns, score_sum
+
+
+def predict(
+    model: Model, source: CsvSource, handle, proba: bool = False
+) -> tuple[int, tuple[str, float] | None]:
+    """Stream predictions for the rows of ``source`` as CSV text into ``handle``, chunk by chunk, so
+    memory does not grow with the number of rows. Returns (rows, (accuracy or rmse, value) or None)."""
+    pre = model.preprocessing
+    if proba and pre.task != "classification":
+        raise NncliError("--proba applies to classification models; this model predicts a number")
+    rows, score_total, scored = 0, 0.0, True
+    for offset, chunk in read_chunks(source):
+        columns, score_sum = prediction_columns(model, chunk, source, offset, proba)
+        write_csv(columns, handle, header=offset == 0)
+        rows += len(chunk)
+        scored = scored and score_sum is not None
+        score_total += score_sum or 0.0
+    if rows == 0:
+        names = ["prediction"] + ([f"p_{label}" for label in pre.classes] if proba else [])
+        handle.write(",".join(names) + "\n")
+        return 0, None
+    if not scored:
+        return rows, None
+    if pre.task == "classification":
+        return rows, ("accuracy", score_total / rows)
+    return rows, ("rmse", float(np.sqrt(score_total / rows)))
 
 
 def gradcheck_config(

@@ -182,13 +182,16 @@ class Trainer:
             state.step += 1
             state.iteration += 1
         metric = self.metric
+        val_cost = val_metric = None
+        if self.validation is not None:
+            val_cost, val_metric = evaluate(net, *self.validation, self.lambda_, metric)
         record = EpochRecord(
             epoch=state.epoch + 1,
             iteration=state.iteration,
             train_cost=state.cost_sum / state.step,
-            val_cost=_cost(net, self.validation, self.lambda_),
+            val_cost=val_cost,
             train_metric=metric.finish(state.metric_sum, len(X), Y.shape[1]) if metric else None,
-            val_metric=_metric(net, self.validation, metric),
+            val_metric=val_metric,
             seconds=time.perf_counter() - started,
         )
         if not np.isfinite(record.monitored_cost):
@@ -283,19 +286,23 @@ def train(
     return trainer.run(epochs, on_epoch)
 
 
-def _cost(net: Network, data, lambda_: float) -> float | None:
-    if data is None:
-        return None
-    X, Y = data
-    _, loss = net.output.activate_and_loss(net.output_z(X), Y)
-    return loss / len(X) + net.penalty(lambda_, len(X))
+EVALUATION_ROWS = 65536
 
 
-def _metric(net: Network, data, metric: Metric | None) -> float | None:
-    if data is None or metric is None:
-        return None
-    X, Y = data
-    return metric(net.output.activate(net.output_z(X)), Y)
+def evaluate(
+    net: Network, X: np.ndarray, Y: np.ndarray, lambda_: float, metric: Metric | None = None
+) -> tuple[float, float | None]:
+    """(J(Θ) on all of X and Y with their m, the metric or None), computed in blocks of rows so that
+    memory does not grow with m: J = (1/m) Σ_i loss^(i) + λ/(2m) Σ Θ²."""
+    loss = metric_sum = 0.0
+    for start in range(0, len(X), EVALUATION_ROWS):
+        rows = slice(start, start + EVALUATION_ROWS)
+        a_out, block_loss = net.output.activate_and_loss(net.output_z(X[rows]), Y[rows])
+        loss += block_loss
+        if metric is not None:
+            metric_sum += metric.batch_sum(a_out, Y[rows])
+    J = loss / len(X) + net.penalty(lambda_, len(X))
+    return J, (metric.finish(metric_sum, len(X), Y.shape[1]) if metric is not None else None)
 
 
 def _check_hyperparameters(alpha, lambda_, beta, batch_size, epochs, patience) -> None:

@@ -369,3 +369,30 @@ def test_version_and_help_show_examples():
     for command in ("train", "predict", "gradcheck", "plot-cost"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Example:" in result.stdout, command
+
+
+def test_predict_streams_in_chunks_with_one_header_and_one_score(workdir, write_config, monkeypatch):
+    import nncli.data
+
+    out = trained(workdir, write_config)
+    monkeypatch.setattr(nncli.data, "CHUNK_ROWS", 4)
+    rows = "a,b,c,label\n" + "0.1,1.0,5,x\n0.9,2.5,1,y\n" * 5
+    (workdir / "many.csv").write_text(rows)
+    result = invoke("predict", out / "model.npz", "many.csv", "--proba")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "prediction,p_x,p_y" and len(lines) == 11
+    assert [line.split(",")[0] for line in lines[1:]] == ["x", "y"] * 5
+    assert "nncli: accuracy 1.0000 on 10 rows" in result.stderr
+
+
+def test_predict_to_a_file_leaves_nothing_when_a_later_row_is_bad(workdir, write_config, monkeypatch):
+    import nncli.data
+
+    out = trained(workdir, write_config)
+    monkeypatch.setattr(nncli.data, "CHUNK_ROWS", 2)
+    (workdir / "bad.csv").write_text("a,b,c\n0.1,1,5\n0.2,1,5\n0.3,1,5\n0.4,oops,5\n")
+    result = invoke("predict", out / "model.npz", "bad.csv", "-o", "pred.csv")
+    assert result.exit_code == 2
+    assert "'bad.csv' line 5: column 'b' holds 'oops'" in result.stderr
+    assert not (workdir / "pred.csv").exists() and not list(workdir.glob(".pred.csv.*"))

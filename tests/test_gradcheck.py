@@ -49,11 +49,10 @@ def test_backprop_agrees_with_centred_differences(activation, output, lambda_, s
     epsilon = 1e-4
     if ACTIVATIONS[activation].relu_family:
         # ReLU units have a kink at z = 0, where no derivative exists: differences taken across it
-        # disagree with any gradient. Leave out the rare draws with a hidden z that close to 0.
-        epsilon = 1e-6
+        # disagree with any gradient. Leave out the rare draws with a hidden z within reach of 0.
         activations = net.hidden_activations(X)
         hidden_z = [layer.forward(a) for layer, a in zip(net.layers[:-1], activations[:-1], strict=True)]
-        assume(min(np.abs(z).min() for z in hidden_z) > 1e-4)
+        assume(min(np.abs(z).min() for z in hidden_z) > 1e-3)
     report = gradcheck(net, X, Y, lambda_=lambda_, epsilon=epsilon)
     assert report.relative_difference < 1e-7, report
 

@@ -1,9 +1,12 @@
-"""The model file: a NumPy .npz archive that never needs pickle to load.
+"""The model file and the checkpoint: NumPy .npz archives that never need pickle to load.
 
 Arrays ``W1``, ``b1``, …, ``W{L-1}``, ``b{L-1}`` hold the engine's Θ^(l) (W (s_{l+1}, s_l), b
 (s_{l+1},)); ``meta`` is a 0-d string array holding JSON: the format and its version, the layer sizes,
 activation, output, dtype, the columns, classes and standardization, the resolved config and the nncli
 version. ``numpy.load(path, allow_pickle=False)`` reads it; so does any other npz reader.
+
+A checkpoint holds the training state as float arrays (θ, the momentum displacement, the best θ, the
+history) and its JSON ``meta`` (format, the run's fingerprint, the trainer's counters and generator state).
 """
 
 from __future__ import annotations

@@ -396,3 +396,39 @@ def test_predict_to_a_file_leaves_nothing_when_a_later_row_is_bad(workdir, write
     assert result.exit_code == 2
     assert "'bad.csv' line 5: column 'b' holds 'oops'" in result.stderr
     assert not (workdir / "pred.csv").exists() and not list(workdir.glob(".pred.csv.*"))
+
+
+def test_delimiter_and_encoding_are_honoured_by_train_and_predict(workdir, write_config):
+    rows = "a;b;c;label\n" + "0,1;1,0;5;café\n0,9;2,5;1;thé\n" * 3
+    (workdir / "semi.csv").write_bytes(rows.replace(",", ".").encode("latin-1"))
+    config = CONFIG.replace("small.csv", "semi.csv").replace(
+        "target: label", "target: label\n  delimiter: ';'\n  encoding: latin-1"
+    )
+    assert invoke("train", write_config(config), "-q").exit_code == 0
+    result = invoke("predict", workdir / "out/model.npz", "semi.csv")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[1:] == ["café", "thé"] * 3
+
+
+def test_bom_crlf_and_a_constant_column_train_cleanly(workdir, write_config):
+    text = "a,b,c,label\r\n" + "".join(f"{i / 10},7,{i % 3},{'xy'[i % 2]}\r\n" for i in range(8))
+    (workdir / "small.csv").write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = invoke("train", write_config(CONFIG), "-q")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((workdir / "out/metrics.json").read_text())
+    assert np.isfinite(metrics["train"]["cost"])
+    with np.load(workdir / "out/model.npz") as archive:
+        meta = json.loads(str(archive["meta"]))
+    assert meta["feature_names"] == ["a", "b", "c"] and meta["std"][1] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("csv", "fragment"),
+    [
+        ("a,a,label\n1,2,x\n3,4,y\n", "names the column 'a' twice"),
+        ("a,b,c,label\n0.1,1,5,x,9\n0.4,1,3,y\n", "line 2 has 5 fields but the header has 4"),
+    ],
+)
+def test_repeated_names_and_a_long_first_row_are_refused(workdir, write_config, csv, fragment):
+    (workdir / "small.csv").write_text(csv)
+    _refused(invoke("train", write_config(CONFIG)), fragment, workdir)

@@ -45,9 +45,9 @@ def sigmoid_prime(a: np.ndarray) -> np.ndarray:
 
 
 def sigmoid_inplace(z: np.ndarray, scratch: np.ndarray) -> None:
-    with np.errstate(over="ignore"):
-        np.negative(z, out=z)
-        np.exp(z, out=z)
+    """In place; e^(−z) may overflow to inf (giving 0): callers silence that warning around their loop."""
+    np.negative(z, out=z)
+    np.exp(z, out=z)
     z += 1.0
     np.reciprocal(z, out=z)
 
@@ -61,7 +61,8 @@ def scale_by_sigmoid_prime(delta: np.ndarray, a: np.ndarray, scratch: np.ndarray
 def tanh(z: np.ndarray) -> np.ndarray:
     """g(z) = tanh(z) = 1 − 2 / (e^(2z) + 1), through exp, which NumPy vectorizes and tanh it does not."""
     a = np.array(z, dtype=np.result_type(z, np.float32))
-    tanh_inplace(a, a)
+    with np.errstate(over="ignore"):
+        tanh_inplace(a, a)
     return a
 
 
@@ -71,9 +72,9 @@ def tanh_prime(a: np.ndarray) -> np.ndarray:
 
 
 def tanh_inplace(z: np.ndarray, scratch: np.ndarray) -> None:
+    """In place; e^(2z) may overflow to inf (giving 1): callers silence that warning around their loop."""
     z *= 2.0
-    with np.errstate(over="ignore"):
-        np.exp(z, out=z)
+    np.exp(z, out=z)
     z += 1.0
     np.divide(2.0, z, out=z)
     np.subtract(1.0, z, out=z)

@@ -49,30 +49,58 @@ def even_spans(total: int, count: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
-class _Worker:
-    """One thread's share of a step: its chunks of rows, buffers for the largest, and a gradient vector."""
+class _Chunk:
+    """Everything one chunk of a step touches, made once: its rows within the batch, the buffers for its
+    gathered rows, a^(l), δ^(l) and scratch, a vector of ones, and the gradient arrays it writes."""
 
-    def __init__(self, net: Network, chunks: list[slice], gradient: np.ndarray) -> None:
-        rows = max(span.stop - span.start for span in chunks)
+    def __init__(self, net: Network, span: slice, store: list[np.ndarray], gradient_views, adds_into) -> None:
+        count = span.stop - span.start
+        self.span, self.count = span, count
+        self.X, self.Y = (buffer[:count] for buffer in store[:2])
+        self.activations = [buffer[:count] for buffer in store[2 : 2 + len(net.layers)]]
+        self.deltas = [buffer[:count] for buffer in store[2 + len(net.layers) : 2 + 2 * len(net.layers)]]
+        self.scratch = [buffer[:count] for buffer in store[2 + 2 * len(net.layers) : -1]]
+        self.ones = store[-1][:count]
+        self.gradient_views = gradient_views
+        self.adds_into = adds_into  # (chunk gradient, worker gradient) when this chunk's sums are added on
+
+
+class _Worker:
+    """One thread's share of a step: its chunks of rows (buffers sized for the largest) and the gradient
+    vector their sums go into."""
+
+    def __init__(self, net: Network, spans: list[slice], gradient: np.ndarray) -> None:
+        rows = max(span.stop - span.start for span in spans)
         sizes, dtype = net.layer_sizes, net.dtype
-        self.chunks = chunks
-        self.X = np.empty((rows, sizes[0]), dtype=dtype)
-        self.Y = np.empty((rows, sizes[-1]), dtype=dtype)
-        self.activations = [np.empty((rows, s), dtype=dtype) for s in sizes[1:]]
-        self.deltas = [np.empty((rows, s), dtype=dtype) for s in sizes[1:]]
-        self.scratch = [np.empty((rows, s), dtype=dtype) for s in sizes[1:]]
-        self.ones = np.ones(rows, dtype=dtype)
+        store = [np.empty((rows, sizes[0]), dtype=dtype), np.empty((rows, sizes[-1]), dtype=dtype)]
+        for _ in range(3):  # a^(l), δ^(l), scratch
+            store += [np.empty((rows, s), dtype=dtype) for s in sizes[1:]]
+        store.append(np.ones(rows, dtype=dtype))
+        views = [net.views(gradient, layer) for layer in net.layers]
         self.gradient = gradient
-        self.gradient_views = [net.views(gradient, layer) for layer in net.layers]
-        if len(chunks) > 1:
-            self.chunk_gradient = np.empty_like(gradient)
-            self.chunk_views = [net.views(self.chunk_gradient, layer) for layer in net.layers]
+        self.chunks = [_Chunk(net, spans[0], store, views, None)]
+        if len(spans) > 1:
+            extra = np.empty_like(gradient)
+            extra_views = [net.views(extra, layer) for layer in net.layers]
+            self.chunks += [_Chunk(net, span, store, extra_views, (extra, gradient)) for span in spans[1:]]
+
+
+@dataclass
+class _Range:
+    """One thread's part of the update: views of S, θ and the gradients over a range of θ."""
+
+    S: np.ndarray
+    theta: np.ndarray
+    gradients: list[np.ndarray]
+    S_weights: np.ndarray
+    theta_weights: np.ndarray
+    decay: np.ndarray
 
 
 @dataclass
 class _Layout:
     workers: list[_Worker]
-    theta_ranges: list[slice]
+    ranges: list[_Range]
 
 
 class FastStep:
@@ -118,98 +146,110 @@ class FastStep:
 
         Returns J_i of the batch and the metric's batch sum (0 without a metric), both before the update.
         """
-        m = rows.stop - rows.start if isinstance(rows, slice) else len(rows)
+        m = rows.stop - rows.start if rows.__class__ is slice else len(rows)
         layout = self._layouts.get(m) or self._layout(m)
         c = self.alpha * (1.0 - self.beta) / m
         workers = layout.workers
+        if len(workers) == 1:
+            loss, metric_sum = self._backprop(workers[0], X, Y, rows, c)
+            J = loss / m + self.net.penalty(self.lambda_, m)
+            self._update(layout.ranges[0], c)
+            return J, metric_sum
         futures = [self._pool.submit(self._backprop, w, X, Y, rows, c) for w in workers[1:]]
         results = [self._backprop(workers[0], X, Y, rows, c)] + [f.result() for f in futures]
         J = sum(r[0] for r in results) / m + self.net.penalty(self.lambda_, m)
-        metric_sum = sum(r[1] for r in results)
-        count = len(workers)
-        futures = [self._pool.submit(self._update, span, count, c) for span in layout.theta_ranges[1:]]
-        self._update(layout.theta_ranges[0], count, c)
+        futures = [self._pool.submit(self._update, part, c) for part in layout.ranges[1:]]
+        self._update(layout.ranges[0], c)
         for future in futures:
             future.result()
-        return J, metric_sum
+        return J, sum(r[1] for r in results)
 
     def _layout(self, m: int) -> _Layout:
         """How steps of m rows are cut into chunks and shared among threads (made once per batch size)."""
-        chunks = even_spans(m, -(-m // CHUNK_ROWS))
-        threads = min(self.cores, len(chunks)) if m >= MIN_ROWS_TO_SPLIT else 1
+        spans = even_spans(m, -(-m // CHUNK_ROWS))
+        threads = min(self.cores, len(spans)) if m >= MIN_ROWS_TO_SPLIT else 1
         if threads > 1 and self._pool is None:
             self._pool = ThreadPoolExecutor(self.cores - 1, thread_name_prefix="nncli-step")
             # Each thread's products run on that thread: BLAS must not start threads of its own too.
             self._blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
         while len(self._gradients) < threads:
             self._gradients.append(np.zeros_like(self.net.theta))
-        workers = [_Worker(self.net, chunks[t::threads], self._gradients[t]) for t in range(threads)]
-        layout = self._layouts[m] = _Layout(workers, even_spans(self.net.theta.size, threads))
+        gradients = self._gradients[:threads]
+        workers = [_Worker(self.net, spans[t::threads], gradients[t]) for t in range(threads)]
+        ranges = []
+        for span in even_spans(self.net.theta.size, threads):
+            weights = slice(span.start, max(span.start, min(span.stop, self.net.n_regularized)))
+            ranges.append(
+                _Range(
+                    self.displacement[span],
+                    self.net.theta[span],
+                    [g[span] for g in gradients],
+                    self.displacement[weights],
+                    self.net.theta[weights],
+                    gradients[0][weights],
+                )
+            )
+        layout = self._layouts[m] = _Layout(workers, ranges)
         return layout
 
     def _backprop(self, worker: _Worker, X, Y, rows, c: float) -> tuple[float, float]:
         """Forward and back propagation of the worker's chunks; their c·Δ summed into its gradient."""
         loss = metric_sum = 0.0
-        for number, chunk in enumerate(worker.chunks):
-            views = worker.gradient_views if number == 0 else worker.chunk_views
-            chunk_loss, chunk_metric = self._backprop_chunk(worker, X, Y, _subset(rows, chunk), c, views)
-            if number > 0:
-                worker.gradient += worker.chunk_gradient
+        for chunk in worker.chunks:
+            chunk_loss, chunk_metric = self._backprop_chunk(chunk, X, Y, rows, c)
+            if chunk.adds_into is not None:
+                extra, gradient = chunk.adds_into
+                gradient += extra
             loss += chunk_loss
             metric_sum += chunk_metric
         return loss, metric_sum
 
-    def _backprop_chunk(self, worker: _Worker, X, Y, rows, c: float, gradient_views) -> tuple[float, float]:
+    def _backprop_chunk(self, chunk: _Chunk, X, Y, rows, c: float) -> tuple[float, float]:
         net = self.net
-        if isinstance(rows, slice):
-            X_batch, Y_batch = X[rows], Y[rows]
-            count = len(X_batch)
+        span = chunk.span
+        if rows.__class__ is slice:
+            start = rows.start + span.start
+            X_batch, Y_batch = X[start : start + chunk.count], Y[start : start + chunk.count]
         else:
-            count = len(rows)
-            X_batch, Y_batch = worker.X[:count], worker.Y[:count]
-            np.take(X, rows, axis=0, out=X_batch)
-            np.take(Y, rows, axis=0, out=Y_batch)
-        activations = [X_batch, *(a[:count] for a in worker.activations)]
-        deltas = [d[:count] for d in worker.deltas]
-        scratch = [s[:count] for s in worker.scratch]
-        ones = worker.ones[:count]
+            X_batch, Y_batch = chunk.X, chunk.Y
+            part = rows[span] if chunk.count != len(rows) else rows
+            X.take(part, axis=0, out=X_batch)
+            Y.take(part, axis=0, out=Y_batch)
+        activations, scratch, deltas = chunk.activations, chunk.scratch, chunk.deltas
         hidden, layers = net.hidden, net.layers
+        a = X_batch
         for index, layer in enumerate(layers[:-1]):
-            layer.forward_into(activations[index], activations[index + 1])
-            hidden.g_inplace(activations[index + 1], scratch[index])
-        layers[-1].forward_into(activations[-2], activations[-1])
-        loss = net.output.activate_and_loss_inplace(activations[-1], Y_batch)
-        metric_sum = self.metric.batch_sum(activations[-1], Y_batch) if self.metric is not None else 0.0
+            z = activations[index]
+            layer.forward_into(a, z)
+            hidden.g_inplace(z, scratch[index])
+            a = z
+        a_out = activations[-1]
+        layers[-1].forward_into(a, a_out)
+        loss = net.output.activate_and_loss_inplace(a_out, Y_batch)
+        metric_sum = self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
 
         delta = deltas[-1]
-        np.subtract(activations[-1], Y_batch, out=delta)
+        np.subtract(a_out, Y_batch, out=delta)
         delta *= c
+        views = chunk.gradient_views
         for index in range(len(layers) - 1, -1, -1):
             layer = layers[index]
-            layer.gradient_sums_into(delta, activations[index], gradient_views[index], ones)
+            below_a = activations[index - 1] if index > 0 else X_batch
+            layer.gradient_sums_into(delta, below_a, views[index], chunk.ones)
             if index > 0:
                 below = deltas[index - 1]
                 layer.propagate_into(delta, below)
-                hidden.scale_by_g_prime(below, activations[index], scratch[index - 1])
+                hidden.scale_by_g_prime(below, below_a, scratch[index - 1])
                 delta = below
         return loss, metric_sum
 
-    def _update(self, span: slice, workers: int, c: float) -> None:
-        """S := β S + Σ_threads c·Δ + c·λ·Θ (weights only); Θ := Θ − S, over the θ range ``span``."""
-        S, theta = self.displacement[span], self.net.theta[span]
+    def _update(self, part: _Range, c: float) -> None:
+        """S := β S + Σ_threads c·Δ + c·λ·Θ (weights only); Θ := Θ − S, over one range of θ."""
+        S = part.S
         S *= self.beta
-        for gradient in self._gradients[:workers]:
-            S += gradient[span]
-        weights_end = min(span.stop, self.net.n_regularized) - span.start
-        if self.lambda_ != 0.0 and weights_end > 0:
-            decay = self._gradients[0][span][:weights_end]
-            np.multiply(theta[:weights_end], c * self.lambda_, out=decay)
-            S[:weights_end] += decay
-        theta -= S
-
-
-def _subset(rows, span: slice):
-    """The part ``span`` (positions within the batch) of the batch's rows."""
-    if isinstance(rows, slice):
-        return slice(rows.start + span.start, rows.start + span.stop)
-    return rows[span]
+        for gradient in part.gradients:
+            S += gradient
+        if self.lambda_ != 0.0 and part.decay.size:
+            np.multiply(part.theta_weights, c * self.lambda_, out=part.decay)
+            part.S_weights += part.decay
+        part.theta -= S

@@ -16,6 +16,7 @@ import click
 
 from nncli import __version__
 from nncli.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, NncliError
+from nncli.gradcheck import DEFAULT_EPSILON, DEFAULT_TOLERANCE
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -236,14 +237,14 @@ def predict(model, data, output, proba):
 @click.option(
     "--epsilon",
     type=click.FloatRange(min=0, min_open=True),
-    default=1e-4,
+    default=DEFAULT_EPSILON,
     show_default=True,
     help="ε of the centred differences.",
 )
 @click.option(
     "--tolerance",
     type=click.FloatRange(min=0, min_open=True),
-    default=1e-7,
+    default=DEFAULT_TOLERANCE,
     show_default=True,
     help="Largest relative difference that passes.",
 )

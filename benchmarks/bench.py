@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+# PyTorch's OpenMP threads otherwise keep spinning after each call and slow whichever contender runs next.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contenders import CONTENDERS

@@ -35,6 +35,7 @@ from nncli.network import Network
 
 CHUNK_ROWS = 2048
 MIN_ROWS_TO_SPLIT = 1024  # BLAS threads already share the products of a smaller step well
+MIN_PARAMS_TO_SPLIT = 200_000  # a smaller θ is updated faster on one thread
 
 
 def available_cores() -> int:
@@ -153,23 +154,28 @@ class FastStep:
         if len(workers) == 1:
             loss, metric_sum = self._backprop(workers[0], X, Y, rows, c)
             J = loss / m + self.net.penalty(self.lambda_, m)
-            self._update(layout.ranges[0], c)
+            self._update_all(layout.ranges, c)
             return J, metric_sum
         futures = [self._pool.submit(self._backprop, w, X, Y, rows, c) for w in workers[1:]]
         results = [self._backprop(workers[0], X, Y, rows, c)] + [f.result() for f in futures]
         J = sum(r[0] for r in results) / m + self.net.penalty(self.lambda_, m)
-        futures = [self._pool.submit(self._update, part, c) for part in layout.ranges[1:]]
-        self._update(layout.ranges[0], c)
+        self._update_all(layout.ranges, c)
+        return J, sum(r[1] for r in results)
+
+    def _update_all(self, ranges: list[_Range], c: float) -> None:
+        futures = [self._pool.submit(self._update, part, c) for part in ranges[1:]]
+        self._update(ranges[0], c)
         for future in futures:
             future.result()
-        return J, sum(r[1] for r in results)
 
     def _layout(self, m: int) -> _Layout:
         """How steps of m rows are cut into chunks and shared among threads (made once per batch size)."""
         spans = even_spans(m, -(-m // CHUNK_ROWS))
         threads = min(self.cores, len(spans)) if m >= MIN_ROWS_TO_SPLIT else 1
-        if threads > 1 and self._pool is None:
+        update_threads = threads if threads > 1 or self.net.theta.size < MIN_PARAMS_TO_SPLIT else self.cores
+        if update_threads > 1 and self._pool is None:
             self._pool = ThreadPoolExecutor(self.cores - 1, thread_name_prefix="nncli-step")
+        if threads > 1 and self._blas_limit is None:
             # Each thread's products run on that thread: BLAS must not start threads of its own too.
             self._blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
         while len(self._gradients) < threads:
@@ -177,13 +183,13 @@ class FastStep:
         gradients = self._gradients[:threads]
         workers = [_Worker(self.net, spans[t::threads], gradients[t]) for t in range(threads)]
         ranges = []
-        for span in even_spans(self.net.theta.size, threads):
+        for span in even_spans(self.net.theta.size, update_threads):
             weights = slice(span.start, max(span.start, min(span.stop, self.net.n_regularized)))
             ranges.append(
                 _Range(
                     self.displacement[span],
                     self.net.theta[span],
-                    [g[span] for g in gradients],
+                    [g[span] for g in gradients],  # one per thread of rows
                     self.displacement[weights],
                     self.net.theta[weights],
                     gradients[0][weights],

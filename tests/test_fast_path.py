@@ -89,3 +89,18 @@ def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, 
     straightforward_train(plain, X, Y, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
     assert fast.theta.tobytes() == again.theta.tobytes()  # deterministic for a given number of cores
+
+
+def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypatch):
+    import nncli.step
+
+    monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
+    monkeypatch.setattr(nncli.step, "MIN_PARAMS_TO_SPLIT", 10)
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(100, 6))
+    Y = np.eye(3)[rng.integers(0, 3, 100)]
+    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="mini-batch", batch_size=16, epochs=3, seed=0)
+    fast, plain = (Network([6, 9, 3], activation="relu", seed=5) for _ in range(2))
+    train(fast, X, Y, **settings)
+    straightforward_train(plain, X, Y, **settings)
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)

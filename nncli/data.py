@@ -39,7 +39,12 @@ class CsvSource:
         return "standard input" if self.path is None else str(self.path)
 
 
-CHUNK_ROWS = 100_000
+CHUNK_CELLS = 4_000_000  # cells read at a time: about 32 MB as float64, whatever the table's width
+
+
+def chunk_rows(columns: int) -> int:
+    """Rows per chunk for a table of ``columns`` columns."""
+    return max(1, CHUNK_CELLS // max(columns, 1))
 
 
 def _encoding(source: CsvSource) -> str:
@@ -91,7 +96,7 @@ def read_header(source: CsvSource, what: str = "data file") -> list[str]:
     return names
 
 
-def read_chunks(source: CsvSource, what: str = "data file", columns=None, rows: int = CHUNK_ROWS):
+def read_chunks(source: CsvSource, what: str = "data file", columns=None, rows: int | None = None):
     """(index of the chunk's first data row, chunk) for each chunk of ``rows`` rows of ``source``,
     keeping only ``columns`` when given (a file's header has been checked by ``read_header``)."""
     _check_file(source, what)
@@ -104,7 +109,7 @@ def read_chunks(source: CsvSource, what: str = "data file", columns=None, rows: 
             sep=source.delimiter,
             encoding=_encoding(source),
             skipinitialspace=True,
-            chunksize=rows,
+            chunksize=rows or chunk_rows(len(columns or ())),
             index_col=False,
         )
         offset = 0
@@ -450,7 +455,7 @@ def _read_training_rows(source: CsvSource, features: list[str], target: str, tas
     targets = np.empty(bound, dtype=np.intp if task == "classification" else np.float64)
     index: dict = {}
     m = 0
-    for offset, chunk in read_chunks(source, columns=[*features, target]):
+    for offset, chunk in read_chunks(source, columns=[*features, target], rows=chunk_rows(len(features) + 1)):
         rows = slice(m, m + len(chunk))
         numeric_matrix(chunk, features, source, offset, out=X[rows])
         if task == "classification":
@@ -462,9 +467,10 @@ def _read_training_rows(source: CsvSource, features: list[str], target: str, tas
     return X[:m], targets[:m], list(index)
 
 
-def _column_mean_std(X: np.ndarray, block: int = CHUNK_ROWS) -> tuple[np.ndarray, np.ndarray]:
+def _column_mean_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and standard deviation, in blocks of rows so that no full-size temporary is
     made; a constant column gets std 1, so standardizing it gives zeros rather than nan."""
+    block = chunk_rows(X.shape[1])
     mean = X.mean(axis=0)
     squares = np.zeros(X.shape[1])
     for start in range(0, len(X), block):

@@ -19,6 +19,7 @@ from nncli.data import (
     CsvSource,
     PreparedData,
     Preprocessing,
+    chunk_rows,
     class_labels,
     numeric_matrix,
     prepare,
@@ -340,7 +341,7 @@ def predict(
     if proba and pre.task != "classification":
         raise NncliError("--proba applies to classification models; this model predicts a number")
     rows, score_total, scored = 0, 0.0, True
-    for offset, chunk in read_chunks(source):
+    for offset, chunk in read_chunks(source, rows=chunk_rows(len(pre.features) + 1)):
         columns, score_sum = prediction_columns(model, chunk, source, offset, proba)
         write_csv(columns, handle, header=offset == 0)
         rows += len(chunk)

@@ -375,7 +375,7 @@ def test_predict_streams_in_chunks_with_one_header_and_one_score(workdir, write_
     import nncli.data
 
     out = trained(workdir, write_config)
-    monkeypatch.setattr(nncli.data, "CHUNK_ROWS", 4)
+    monkeypatch.setattr(nncli.data, "CHUNK_CELLS", 16)  # 4 rows of 3 features and a target
     rows = "a,b,c,label\n" + "0.1,1.0,5,x\n0.9,2.5,1,y\n" * 5
     (workdir / "many.csv").write_text(rows)
     result = invoke("predict", out / "model.npz", "many.csv", "--proba")
@@ -390,7 +390,7 @@ def test_predict_to_a_file_leaves_nothing_when_a_later_row_is_bad(workdir, write
     import nncli.data
 
     out = trained(workdir, write_config)
-    monkeypatch.setattr(nncli.data, "CHUNK_ROWS", 2)
+    monkeypatch.setattr(nncli.data, "CHUNK_CELLS", 8)  # 2 rows
     (workdir / "bad.csv").write_text("a,b,c\n0.1,1,5\n0.2,1,5\n0.3,1,5\n0.4,oops,5\n")
     result = invoke("predict", out / "model.npz", "bad.csv", "-o", "pred.csv")
     assert result.exit_code == 2

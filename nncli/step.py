@@ -128,11 +128,6 @@ class FastStep:
         self._pool: ThreadPoolExecutor | None = None
         self._blas_limit = None
 
-    @property
-    def velocity(self) -> np.ndarray:
-        """V = S / α, laid out like θ."""
-        return self.displacement / self.alpha
-
     def close(self) -> None:
         """Stop the threads and give BLAS back its own thread count."""
         if self._pool is not None:

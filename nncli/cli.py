@@ -1,6 +1,7 @@
 """The command line: thin click commands over ``pipeline``, and the one place errors become exit codes.
 
-Exit codes: 0 success, 1 a check failed (gradcheck), 2 bad input or usage, 3 training diverged.
+Exit codes: 0 success, 1 a check failed (gradcheck), 2 bad input or usage, 3 training diverged,
+130 / 143 training stopped by SIGINT / SIGTERM after saving everything.
 stdout carries data (predictions, gradcheck reports, terminal plots); progress and messages go to stderr.
 """
 
@@ -54,7 +55,8 @@ def main() -> None:
       nncli gradcheck
       nncli plot-cost runs/iris -o cost.png
 
-    Exit codes: 0 success, 1 a check failed, 2 bad input or usage, 3 training diverged.
+    Exit codes: 0 success, 1 a check failed, 2 bad input or usage, 3 training diverged,
+    130 / 143 training stopped by SIGINT / SIGTERM (everything saved; --resume continues).
     """
 
 

@@ -88,6 +88,11 @@ def read_header(source: CsvSource, what: str = "data file") -> list[str]:
     if not header or not any(name.strip() for name in header):
         raise DataError(f"{what} '{source.name}' is empty; it needs a header row and data rows")
     names = [name.strip() for name in header]
+    if "" in names:
+        raise DataError(
+            f"{what} '{source.name}' has no name for its column {names.index('') + 1} in the header; "
+            f"every column needs a name"
+        )
     repeated = next((name for name in names if names.count(name) > 1), None)
     if repeated is not None:
         raise DataError(
@@ -96,9 +101,9 @@ def read_header(source: CsvSource, what: str = "data file") -> list[str]:
     return names
 
 
-def read_chunks(source: CsvSource, what: str = "data file", columns=None, rows: int | None = None):
-    """(index of the chunk's first data row, chunk) for each chunk of ``rows`` rows of ``source``,
-    keeping only ``columns`` when given (a file's header has been checked by ``read_header``)."""
+def read_chunks(source: CsvSource, what: str = "data file", rows: int | None = None):
+    """(index of the chunk's first data row, chunk) for each chunk of ``rows`` rows of ``source``
+    (by default, the whole table)."""
     _check_file(source, what)
     handle = source.path if source.path is not None else sys.stdin.buffer
     with _explained(source, what), warnings.catch_warnings():
@@ -108,15 +113,15 @@ def read_chunks(source: CsvSource, what: str = "data file", columns=None, rows: 
             handle,
             sep=source.delimiter,
             encoding=_encoding(source),
-            skipinitialspace=True,
-            chunksize=rows or chunk_rows(len(columns or ())),
+            chunksize=rows or chunk_rows(0),
             index_col=False,
+            low_memory=False,  # the chunk bounds memory already; this parses it in one go, faster
         )
         offset = 0
         with reader:
             for chunk in reader:
                 chunk.columns = [str(c).strip() for c in chunk.columns]
-                yield offset, chunk if columns is None else chunk[list(columns)]
+                yield offset, chunk
                 offset += len(chunk)
 
 
@@ -220,14 +225,15 @@ def _describe_cell(source: CsvSource, column: pd.Series, row: int, offset: int =
 
 
 def _canonical_label(value):
-    """A class label as it is kept in the model: a Python int for whole numbers, else a string."""
+    """A class label as it is kept in the model: a Python int for whole numbers, else a string without
+    the spaces around it (so that "a, b" style files give the labels a and b)."""
     if isinstance(value, bool | np.bool_):
         return str(bool(value))
     if isinstance(value, int | np.integer):
         return int(value)
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return int(value)
-    return str(value)
+    return str(value).strip()
 
 
 def class_labels(frame: pd.DataFrame, target: str, source: CsvSource, offset: int = 0) -> list:
@@ -455,7 +461,7 @@ def _read_training_rows(source: CsvSource, features: list[str], target: str, tas
     targets = np.empty(bound, dtype=np.intp if task == "classification" else np.float64)
     index: dict = {}
     m = 0
-    for offset, chunk in read_chunks(source, columns=[*features, target], rows=chunk_rows(len(features) + 1)):
+    for offset, chunk in read_chunks(source, rows=chunk_rows(len(features) + 1)):
         rows = slice(m, m + len(chunk))
         numeric_matrix(chunk, features, source, offset, out=X[rows])
         if task == "classification":

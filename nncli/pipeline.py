@@ -24,6 +24,7 @@ from nncli.data import (
     numeric_matrix,
     prepare,
     read_chunks,
+    read_header,
     write_csv,
 )
 from nncli.errors import ModelFileError, NncliError
@@ -340,6 +341,8 @@ def predict(
     pre = model.preprocessing
     if proba and pre.task != "classification":
         raise NncliError("--proba applies to classification models; this model predicts a number")
+    if source.path is not None:
+        read_header(source)
     rows, score_total, scored = 0, 0.0, True
     for offset, chunk in read_chunks(source, rows=chunk_rows(len(pre.features) + 1)):
         columns, score_sum = prediction_columns(model, chunk, source, offset, proba)

@@ -426,6 +426,7 @@ def test_bom_crlf_and_a_constant_column_train_cleanly(workdir, write_config):
     ("csv", "fragment"),
     [
         ("a,a,label\n1,2,x\n3,4,y\n", "names the column 'a' twice"),
+        ("a,,label\n1,2,x\n3,4,y\n", "has no name for its column 2 in the header"),
         ("a,b,c,label\n0.1,1,5,x,9\n0.4,1,3,y\n", "line 2 has 5 fields but the header has 4"),
     ],
 )

@@ -30,6 +30,8 @@ class OutputLoss:
     activate_and_loss: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]]
     activate_and_loss_inplace: Callable[[np.ndarray, np.ndarray], float]
     """The training loop's form: overwrites z with a^(L) and returns the summed loss."""
+    targets_problem: Callable[[np.ndarray], str | None] = lambda Y: None
+    """What is wrong with Y for this loss, if anything (δ^(L) = a^(L) − y must be the loss's gradient)."""
 
 
 def _sigmoid_cross_entropy(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -88,8 +90,23 @@ def _squared_error_inplace(z: np.ndarray, Y: np.ndarray) -> float:
     return 0.5 * float(np.vdot(residual, residual))
 
 
+def _rows_not_distributions(Y: np.ndarray) -> str | None:
+    """Softmax: ∂/∂z of −Σ_k y_k log a_k is a − y only when Σ_k y_k = 1, so each row of Y must sum to 1."""
+    tolerance = 1e-4 if Y.dtype == np.float32 else 1e-9
+    sums = Y.sum(axis=1)
+    bad = np.flatnonzero(np.abs(sums - 1.0) > tolerance)
+    if len(bad):
+        return (
+            f"each row of Y should sum to 1 for a softmax output (one-hot labels), "
+            f"but row {bad[0]} sums to {sums[bad[0]]:g}"
+        )
+    return None
+
+
 OUTPUTS: dict[str, OutputLoss] = {
     "sigmoid": OutputLoss("sigmoid", sigmoid, _sigmoid_cross_entropy, _sigmoid_cross_entropy_inplace),
-    "softmax": OutputLoss("softmax", softmax, _softmax_cross_entropy, _softmax_cross_entropy_inplace),
+    "softmax": OutputLoss(
+        "softmax", softmax, _softmax_cross_entropy, _softmax_cross_entropy_inplace, _rows_not_distributions
+    ),
     "linear": OutputLoss("linear", _identity, _squared_error, _squared_error_inplace),
 }

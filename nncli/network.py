@@ -232,6 +232,9 @@ class Network:
         Y = _as_matrix(Y, "Y", self.layer_sizes[-1], self.dtype)
         if len(Y) != len(X):
             raise NncliError(f"X and Y should have the same number of rows, got {len(X)} and {len(Y)}")
+        problem = self.output.targets_problem(Y)
+        if problem is not None:
+            raise NncliError(problem)
         return X, Y
 
     # ----------------------------------------------------------------- engine (inputs trusted)

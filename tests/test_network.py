@@ -175,9 +175,13 @@ def test_wrong_shapes_and_non_finite_inputs_name_what_was_expected():
         net.cost(np.zeros((5, 3)), np.zeros(5))
     with pytest.raises(NncliError, match="same number of rows, got 5 and 4"):
         net.gradients(np.zeros((5, 3)), np.zeros((4, 2)))
+    with pytest.raises(
+        NncliError, match=r"each row of Y should sum to 1 for a softmax output .* row 1 sums to 2"
+    ):
+        net.cost(np.zeros((2, 3)), np.array([[1.0, 0.0], [1.0, 1.0]]))
     with pytest.raises(NncliError, match="X must be finite"):
         net.forward(np.array([[0.0, np.nan, 1.0]]))
     with pytest.raises(NncliError, match="lambda_ should be a finite number ≥ 0, got -1"):
-        net.cost(np.zeros((1, 3)), np.zeros((1, 2)), lambda_=-1)
+        net.cost(np.zeros((1, 3)), np.array([[0.0, 1.0]]), lambda_=-1)
     with pytest.raises(NncliError, match=r"W2 should have shape \(s_3, 4\), got \(2, 3\)"):
         Network.from_weights([np.zeros((4, 3)), np.zeros((2, 3))], [np.zeros(4), np.zeros(2)])

@@ -39,6 +39,11 @@ def reports_errors(command):
         except OSError as error:
             where = f" '{error.filename}'" if error.filename else ""
             fail(f"cannot read or write{where}: {error.strerror or error}", EXIT_BAD_INPUT)
+        except KeyboardInterrupt:
+            fail(
+                "stopped at once by a second interrupt; files from the last checkpoint are kept",
+                128 + signal.SIGINT,
+            )
 
     return wrapper
 

@@ -433,3 +433,15 @@ def test_bom_crlf_and_a_constant_column_train_cleanly(workdir, write_config):
 def test_repeated_names_and_a_long_first_row_are_refused(workdir, write_config, csv, fragment):
     (workdir / "small.csv").write_text(csv)
     _refused(invoke("train", write_config(CONFIG)), fragment, workdir)
+
+
+def test_a_second_interrupt_stops_at_once_with_exit_130_and_no_traceback(workdir, write_config, monkeypatch):
+    import nncli.pipeline
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nncli.pipeline, "train_from_config", interrupted)
+    result = invoke("train", write_config(CONFIG), "-q")
+    assert result.exit_code == 130
+    assert "stopped at once by a second interrupt" in result.stderr and "Traceback" not in result.output

@@ -138,6 +138,7 @@ class Network:
         ordered = [e for e in entries if e[3]] + [e for e in entries if not e[3]]
         self.theta = np.zeros(sum(int(np.prod(e[2])) for e in entries), dtype=self.dtype)
         self.n_regularized = sum(int(np.prod(e[2])) for e in entries if e[3])
+        self.regularized_theta = self.theta[: self.n_regularized]  # a view: the entries λ covers
         self.slices = {}
         start = 0
         for layer, index, shape, _ in ordered:
@@ -276,7 +277,7 @@ class Network:
         """λ/(2m) Σ_l Σ (Θ^(l))² over the regularized arrays (never the biases)."""
         if lambda_ == 0.0:
             return 0.0
-        weights = self.theta[: self.n_regularized]
+        weights = self.regularized_theta
         return lambda_ / (2.0 * m) * float(np.vdot(weights, weights))
 
     def finish(self, sums: GradientSums, lambda_: float) -> tuple[float, list[np.ndarray]]:

@@ -200,18 +200,21 @@ def _resume(trainer: Trainer, directory: Path, run_fingerprint: dict, epochs: in
         )
 
 
+@dataclass
 class _RunFiles:
     """Writes a run's files: the model, the history, the metrics and the checkpoint, each atomically."""
 
-    def __init__(self, config, prepared, net, trainer, run_fingerprint, directory, load_seconds, metric):
-        self.config, self.prepared, self.net, self.trainer = config, prepared, net, trainer
-        self.history_csv = HistoryCsv(metric.name)
-        self.fingerprint, self.directory, self.load_seconds, self.metric = (
-            run_fingerprint,
-            directory,
-            load_seconds,
-            metric,
-        )
+    config: Config
+    prepared: PreparedData
+    net: Network
+    trainer: Trainer
+    fingerprint: dict
+    directory: Path
+    load_seconds: float
+    metric: Metric
+
+    def __post_init__(self) -> None:
+        self.history_csv = HistoryCsv(self.metric.name)
 
     def write(self, history: History, checkpoint: bool, metrics: bool) -> dict | None:
         net, directory = self.net, self.directory

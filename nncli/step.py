@@ -23,6 +23,7 @@ rounding (the tests hold them to 1e-12 in float64); it is deterministic for a gi
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -43,6 +44,23 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+@functools.cache
+def shared_pool(workers: int) -> ThreadPoolExecutor:
+    """The helper threads every step shares, started once per process (their start-up would otherwise be
+    paid by every ``train`` call)."""
+    return ThreadPoolExecutor(workers, thread_name_prefix="nncli-step")
+
+
+# A forked child has none of its parent's threads: it starts a pool of its own.
+os.register_at_fork(after_in_child=shared_pool.cache_clear)
+
+
+@functools.cache
+def blas_controller() -> ThreadpoolController:
+    """The loaded BLAS libraries, found once per process."""
+    return ThreadpoolController()
 
 
 def even_spans(total: int, count: int) -> list[slice]:
@@ -129,10 +147,7 @@ class FastStep:
         self._blas_limit = None
 
     def close(self) -> None:
-        """Stop the threads and give BLAS back its own thread count."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        """Give BLAS back its own thread count."""
         if self._blas_limit is not None:
             self._blas_limit.restore_original_limits()
             self._blas_limit = None
@@ -169,10 +184,10 @@ class FastStep:
         threads = min(self.cores, len(spans)) if m >= MIN_ROWS_TO_SPLIT else 1
         update_threads = threads if threads > 1 or self.net.theta.size < MIN_PARAMS_TO_SPLIT else self.cores
         if update_threads > 1 and self._pool is None:
-            self._pool = ThreadPoolExecutor(self.cores - 1, thread_name_prefix="nncli-step")
+            self._pool = shared_pool(self.cores - 1)
         if threads > 1 and self._blas_limit is None:
             # Each thread's products run on that thread: BLAS must not start threads of its own too.
-            self._blas_limit = ThreadpoolController().limit(limits=1, user_api="blas")
+            self._blas_limit = blas_controller().limit(limits=1, user_api="blas")
         while len(self._gradients) < threads:
             self._gradients.append(np.zeros_like(self.net.theta))
         gradients = self._gradients[:threads]

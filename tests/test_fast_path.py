@@ -1,5 +1,7 @@
 """The training loop's fast path gives the same weights as the lecture's step written plainly."""
 
+import os
+
 import numpy as np
 import pytest
 from conftest import targets_for
@@ -104,3 +106,32 @@ def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypa
     train(fast, X, Y, **settings)
     straightforward_train(plain, X, Y, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+
+
+def _train_threaded(X, Y, queue=None):
+    net = Network([6, 9, 3], activation="relu", seed=5)
+    train(net, X, Y, alpha=0.1, lambda_=0.5, beta=0.9, batch="batch", epochs=2)
+    if queue is not None:
+        queue.put(net.theta.tobytes())
+    return net.theta.tobytes()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_process_trains_on_threads_of_its_own(monkeypatch):
+    import multiprocessing
+
+    import nncli.step
+
+    monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(3000, 6))
+    Y = np.eye(3)[rng.integers(0, 3, 3000)]
+    in_parent = _train_threaded(X, Y)  # starts the shared helper thread in this process
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_train_threaded, args=(X, Y, queue))
+    child.start()
+    in_child = queue.get(timeout=60)  # with the parent's pool, the child would wait for a thread it lacks
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert in_child == in_parent

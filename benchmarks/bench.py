@@ -48,15 +48,14 @@ def measure(workload, dtype, reps: int) -> dict[str, float]:
     epochs = {}
     for name, run in runs.items():  # warm up, and choose how many epochs make one sample
         start = time.perf_counter()
-        run()
+        run(1)
         once = time.perf_counter() - start
         epochs[name] = max(1, int(SAMPLE_SECONDS / max(once, 1e-6)))
     samples = {name: [] for name in runs}
     for _ in range(reps):
         for name, run in runs.items():
             start = time.perf_counter()
-            for _ in range(epochs[name]):
-                run()
+            run(epochs[name])
             samples[name].append((time.perf_counter() - start) / epochs[name])
     return {name: statistics.median(values) for name, values in samples.items()}
 

@@ -1,6 +1,8 @@
 """One epoch of a workload, three ways: nncli, scikit-learn's MLPClassifier and a PyTorch loop.
 
-Each ``prepare_*`` returns a function that trains one more epoch, or None when the library is missing.
+Each ``prepare_*`` returns a function ``run(epochs)`` that trains that many more epochs, or None when the
+library is missing: nncli in one ``nncli.train`` call, as a user trains; scikit-learn with one
+``partial_fit`` per epoch; PyTorch in a plain loop.
 All use the workload's sizes, activations, learning rate α, momentum β, L2 strength λ and batches.
 """
 
@@ -20,10 +22,10 @@ def prepare_nncli(w: Workload, dtype):
     net = nncli.Network(
         list(w.sizes), activation=w.activation, output=w.output, initializer=init, seed=0, dtype=dtype
     )
-    epoch = [0]
+    calls = [0]
 
-    def run():
-        epoch[0] += 1
+    def run(epochs: int):
+        calls[0] += 1
         nncli.train(
             net,
             X,
@@ -33,8 +35,8 @@ def prepare_nncli(w: Workload, dtype):
             beta=BETA,
             batch=w.batch,
             batch_size=w.batch_size,
-            epochs=1,
-            seed=epoch[0],
+            epochs=epochs,
+            seed=calls[0],
         )
 
     return run
@@ -62,10 +64,11 @@ def prepare_sklearn(w: Workload, dtype):
     )
     classes = np.unique(labels)
 
-    def run():
+    def run(epochs: int):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            model.partial_fit(X, labels, classes=classes)
+            for _ in range(epochs):
+                model.partial_fit(X, labels, classes=classes)
 
     return run
 
@@ -105,7 +108,11 @@ def prepare_torch(w: Workload, dtype):
     )
     shuffle = w.batch != "batch"
 
-    def run():
+    def run(epochs: int):
+        for _ in range(epochs):
+            one_epoch()
+
+    def one_epoch():
         order = torch.randperm(w.m) if shuffle else None
         for start in range(0, w.m, rows):
             if order is None:

@@ -67,12 +67,12 @@ def _softmax_cross_entropy(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, fl
 def _softmax_cross_entropy_inplace(z: np.ndarray, Y: np.ndarray) -> float:
     """With s = z − max z and rows of Y summing to 1 (checked where Y enters):
     −Σ_k y_k log a_k = log Σ_j e^(s_j) − Σ_k y_k s_k."""
-    z -= z.max(axis=1, keepdims=True)
+    z -= np.maximum.reduce(z, axis=1, keepdims=True)  # ufunc.reduce: less overhead than z.max()
     y_dot_s = np.vdot(Y, z)
     np.exp(z, out=z)
-    totals = z.sum(axis=1, keepdims=True)
+    totals = np.add.reduce(z, axis=1, keepdims=True)
     z /= totals
-    return float(np.log(totals).sum() - y_dot_s)
+    return float(np.add.reduce(np.log(totals, out=totals), axis=None) - y_dot_s)
 
 
 def _identity(z: np.ndarray) -> np.ndarray:

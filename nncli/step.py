@@ -164,7 +164,10 @@ class FastStep:
         if len(workers) == 1:
             loss, metric_sum = self._backprop(workers[0], X, Y, rows, c)
             J = loss / m + self.net.penalty(self.lambda_, m)
-            self._update_all(layout.ranges, c)
+            if len(layout.ranges) == 1:
+                self._update(layout.ranges[0], c)
+            else:
+                self._update_all(layout.ranges, c)
             return J, metric_sum
         futures = [self._pool.submit(self._backprop, w, X, Y, rows, c) for w in workers[1:]]
         results = [self._backprop(workers[0], X, Y, rows, c)] + [f.result() for f in futures]
@@ -210,6 +213,8 @@ class FastStep:
 
     def _backprop(self, worker: _Worker, X, Y, rows, c: float) -> tuple[float, float]:
         """Forward and back propagation of the worker's chunks; their c·Δ summed into its gradient."""
+        if len(worker.chunks) == 1:
+            return self._backprop_chunk(worker.chunks[0], X, Y, rows, c)
         loss = metric_sum = 0.0
         for chunk in worker.chunks:
             chunk_loss, chunk_metric = self._backprop_chunk(chunk, X, Y, rows, c)
@@ -229,8 +234,10 @@ class FastStep:
         else:
             X_batch, Y_batch = chunk.X, chunk.Y
             part = rows[span] if chunk.count != len(rows) else rows
-            X.take(part, axis=0, out=X_batch)
-            Y.take(part, axis=0, out=Y_batch)
+            # mode="clip" writes straight into the buffer ("raise" goes through a temporary); the
+            # indices come from a permutation of range(m), so none is ever out of range.
+            X.take(part, axis=0, out=X_batch, mode="clip")
+            Y.take(part, axis=0, out=Y_batch, mode="clip")
         activations, scratch, deltas = chunk.activations, chunk.scratch, chunk.deltas
         hidden, layers = net.hidden, net.layers
         a = X_batch

@@ -17,6 +17,7 @@ weights that J was measured at).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -174,7 +175,7 @@ class Trainer:
                 self.stop_reason = INTERRUPTED
                 return
             J, batch_metric = step(X, Y, rows)
-            if not np.isfinite(J):
+            if not math.isfinite(J):
                 self.stop_reason = DIVERGED
                 return
             state.cost_sum += J

@@ -59,30 +59,30 @@ WORKLOADS = [
 
 def gemm_limit(workload: Workload, dtype, min_seconds: float = 0.05) -> float:
     """Seconds one epoch's matrix products take on their own: each shape timed in a tight loop at its
-    best speed, times how often the epoch computes it, summed."""
+    best speed (the faster of np.matmul and np.dot, best of three), times how often the epoch computes it,
+    summed."""
     rng = np.random.default_rng(0)
     total = 0.0
     for (rows, inner, cols), count in workload.products().items():
         a = rng.normal(size=(rows, inner)).astype(dtype)
         b = rng.normal(size=(inner, cols)).astype(dtype)
         out = np.empty((rows, cols), dtype=dtype)
-        np.matmul(a, b, out=out)
-        repeats = 1
-        while True:
-            start = time.perf_counter()
-            for _ in range(repeats):
-                np.matmul(a, b, out=out)
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_seconds:
-                break
-            repeats *= 4
-        best = min(_timed(a, b, out, repeats) for _ in range(3)) / repeats
+        best = min(_best_seconds(product, a, b, out, min_seconds) for product in (np.matmul, np.dot))
         total += best * count
     return total
 
 
-def _timed(a, b, out, repeats) -> float:
+def _best_seconds(product, a, b, out, min_seconds: float) -> float:
+    """Seconds per call of product(a, b, out=out): the best of three loops that each last ≥ min_seconds."""
+    product(a, b, out=out)
+    repeats = 1
+    while _timed(product, a, b, out, repeats) < min_seconds:
+        repeats *= 4
+    return min(_timed(product, a, b, out, repeats) for _ in range(3)) / repeats
+
+
+def _timed(product, a, b, out, repeats) -> float:
     start = time.perf_counter()
     for _ in range(repeats):
-        np.matmul(a, b, out=out)
+        product(a, b, out=out)
     return time.perf_counter() - start

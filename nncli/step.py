@@ -32,18 +32,12 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from nncli.cores import available_cores
 from nncli.network import Network
 
 CHUNK_ROWS = 2048
 MIN_ROWS_TO_SPLIT = 1024  # BLAS threads already share the products of a smaller step well
 MIN_PARAMS_TO_SPLIT = 200_000  # a smaller θ is updated faster on one thread
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 @functools.cache

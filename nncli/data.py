@@ -14,13 +14,16 @@ import csv
 import re
 import sys
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from nncli.cores import available_cores
 from nncli.errors import DataError
+from nncli.line_ranges import line_ranges, open_range
 from nncli.metrics import predicted_classes
 
 MIN_ROWS = 2
@@ -106,23 +109,37 @@ def read_chunks(source: CsvSource, what: str = "data file", rows: int | None = N
     (by default, the whole table)."""
     _check_file(source, what)
     handle = source.path if source.path is not None else sys.stdin.buffer
-    with _explained(source, what), warnings.catch_warnings():
-        # A first row longer than the header would silently become an index: make it an error.
+    with _explained(source, what), _long_rows_refused():
+        yield from _parsed_chunks(source, handle, rows or chunk_rows(0))
+
+
+@contextlib.contextmanager
+def _long_rows_refused():
+    """A first row longer than the header would silently become an index: make pandas' warning an error.
+    The filter is process-wide: threads that parse ranges of a file run under their caller's."""
+    with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
-        reader = pd.read_csv(
-            handle,
-            sep=source.delimiter,
-            encoding=_encoding(source),
-            chunksize=rows or chunk_rows(0),
-            index_col=False,
-            low_memory=False,  # the chunk bounds memory already; this parses it in one go, faster
-        )
-        offset = 0
-        with reader:
-            for chunk in reader:
-                chunk.columns = [str(c).strip() for c in chunk.columns]
-                yield offset, chunk
-                offset += len(chunk)
+        yield
+
+
+def _parsed_chunks(source: CsvSource, handle, rows: int, names: list[str] | None = None):
+    """Chunks of ``handle``'s table; with ``names``, the handle holds data lines only (no header)."""
+    reader = pd.read_csv(
+        handle,
+        sep=source.delimiter,
+        encoding=_encoding(source),
+        chunksize=rows,
+        index_col=False,
+        low_memory=False,  # the chunk bounds memory already; this parses it in one go, faster
+        header="infer" if names is None else None,
+        names=names,
+    )
+    offset = 0
+    with reader:
+        for chunk in reader:
+            chunk.columns = [str(c).strip() for c in chunk.columns]
+            yield offset, chunk
+            offset += len(chunk)
 
 
 def read_csv(source: CsvSource, what: str = "data file") -> pd.DataFrame:
@@ -236,7 +253,12 @@ def _canonical_label(value):
     return str(value).strip()
 
 
-def class_labels(frame: pd.DataFrame, target: str, source: CsvSource, offset: int = 0) -> list:
+def class_codes(
+    frame: pd.DataFrame, target: str, source: CsvSource, offset: int = 0
+) -> tuple[np.ndarray, list]:
+    """(codes, labels): the target column's class labels in order of first appearance, and for each row
+    the index of its label. Each distinct cell is made a label once (whole numbers become ints, text is
+    stripped), so that texts differing only in surrounding spaces are one class."""
     column = frame[target]
     missing = np.flatnonzero(column.isna().to_numpy())
     if len(missing):
@@ -247,7 +269,16 @@ def class_labels(frame: pd.DataFrame, target: str, source: CsvSource, offset: in
             f"'{source.name}': target column '{target}' holds fractional numbers; "
             f"set data.task: regression to predict a number"
         )
-    return [_canonical_label(v) for v in column.tolist()]
+    cell_codes, cells = pd.factorize(column, sort=False)
+    index: dict = {}
+    label_of_cell = [index.setdefault(_canonical_label(cell), len(index)) for cell in cells.tolist()]
+    return np.asarray(label_of_cell, dtype=np.intp)[cell_codes], list(index)
+
+
+def class_labels(frame: pd.DataFrame, target: str, source: CsvSource, offset: int = 0) -> list:
+    """Each row's class label (see ``class_codes``)."""
+    codes, labels = class_codes(frame, target, source, offset)
+    return [labels[code] for code in codes.tolist()]
 
 
 def _sort_key(label):
@@ -292,7 +323,7 @@ class Preprocessing:
         if self.task == "regression":
             y = numeric_matrix(frame, [self.target], source, offset)
             return (y - self.target_mean) / self.target_std
-        labels = class_labels(frame, self.target, source, offset)
+        codes, labels = class_codes(frame, self.target, source, offset)
         index = {label: i for i, label in enumerate(self.classes)}
         unknown = next((label for label in labels if label not in index), None)
         if unknown is not None:
@@ -300,7 +331,7 @@ class Preprocessing:
                 f"'{source.name}': target {unknown!r} is not one of the model's classes "
                 f"{', '.join(map(str, self.classes))}"
             )
-        return self.encode(np.array([index[label] for label in labels], dtype=np.intp))
+        return self.encode(np.array([index[label] for label in labels], dtype=np.intp)[codes])
 
     def encode(self, codes: np.ndarray) -> np.ndarray:
         """Y from class indices: a 0/1 column for one sigmoid unit, else one-hot rows."""
@@ -399,7 +430,7 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
     if not features:
         raise DataError(f"'{source.name}' has no feature columns besides the target {target!r}")
 
-    X_all, targets, labels = _read_training_rows(source, features, target, data.task)
+    X_all, targets, labels = _read_training_rows(source, columns, features, target, data.task)
     m = len(X_all)
     if m < MIN_ROWS:
         raise DataError(f"'{source.name}' has {m} data row(s); training needs at least {MIN_ROWS}")
@@ -453,24 +484,69 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
     return PreparedData(pre, output, train, validation, test)
 
 
-def _read_training_rows(source: CsvSource, features: list[str], target: str, task: str):
+def _read_training_rows(source: CsvSource, columns: list[str], features: list[str], target: str, task: str):
     """(X (m, n) float64, targets, labels): for classification, targets are indices into ``labels``
-    (in order of first appearance); for regression, the target values and no labels."""
+    (in order of first appearance); for regression, the target values and no labels.
+
+    A large file is read one range of lines per core at once (``nncli.line_ranges``); if a range finds
+    anything wrong, the file is read again as one stream, whose error names the line."""
     bound = count_lines(source.path)
-    X = np.empty((bound, len(features)))
+    X = np.empty((bound, len(features)))  # its pages are only touched as rows arrive
     targets = np.empty(bound, dtype=np.intp if task == "classification" else np.float64)
+    ranges = line_ranges(source.path, available_cores(), source.encoding)
+    if len(ranges) > 1:
+        with contextlib.suppress(DataError, _RangesDisagree):
+            return _read_ranges(source, ranges, columns, features, target, task, X, targets)
+    with contextlib.closing(read_chunks(source, rows=chunk_rows(len(features) + 1))) as chunks:
+        m, labels = _fill(chunks, 0, source, features, target, task, X, targets)
+    return X[:m], targets[:m], labels
+
+
+class _RangesDisagree(Exception):
+    """Ranges read at once gave rows that do not follow on (blank lines), or texts pandas typed apart."""
+
+
+def _read_ranges(source, ranges, columns, features, target, task, X, targets):
+    first_rows = np.cumsum([0] + [r.line_breaks for r in ranges[:-1]])
+    rows = chunk_rows(len(features) + 1)
+
+    def read(part: int):
+        with (
+            _explained(source, "data file"),
+            open_range(source.path, ranges[part]) as handle,
+            contextlib.closing(_parsed_chunks(source, handle, rows, names=columns)) as chunks,
+        ):
+            return _fill(chunks, int(first_rows[part]), source, features, target, task, X, targets)
+
+    with _long_rows_refused(), ThreadPoolExecutor(len(ranges), thread_name_prefix="nncli-csv") as pool:
+        results = list(pool.map(read, range(len(ranges))))
+    if any(count != r.line_breaks for (count, _), r in zip(results[:-1], ranges[:-1], strict=True)):
+        raise _RangesDisagree
     index: dict = {}
-    m = 0
-    for offset, chunk in read_chunks(source, rows=chunk_rows(len(features) + 1)):
-        rows = slice(m, m + len(chunk))
+    for first, (count, labels) in zip(first_rows, results, strict=True):
+        if labels:  # this range's label codes, in its own order of first appearance, to the file's
+            overall = np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.intp)
+            targets[first : first + count] = overall[targets[first : first + count]]
+    m = int(first_rows[-1]) + results[-1][0]
+    return X[:m], targets[:m], list(index)
+
+
+def _fill(chunks, first_row: int, source, features, target, task, X, targets) -> tuple[int, list]:
+    """Write the chunks' rows into X and targets from ``first_row`` on: (rows written, the labels met, in
+    order of first appearance, which the written class targets index)."""
+    index: dict = {}
+    row = first_row
+    for offset, chunk in chunks:
+        rows = slice(row, row + len(chunk))
         numeric_matrix(chunk, features, source, offset, out=X[rows])
         if task == "classification":
-            chunk_labels = class_labels(chunk, target, source, offset)
-            targets[rows] = [index.setdefault(label, len(index)) for label in chunk_labels]
+            codes, labels = class_codes(chunk, target, source, offset)
+            overall = np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.intp)
+            targets[rows] = overall[codes]
         else:
             targets[rows] = numeric_matrix(chunk, [target], source, offset)[:, 0]
-        m += len(chunk)
-    return X[:m], targets[:m], list(index)
+        row += len(chunk)
+    return row - first_row, list(index)
 
 
 def _column_mean_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

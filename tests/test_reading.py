@@ -1,0 +1,143 @@
+"""Reading a training CSV one range of lines per core gives exactly what reading it as one stream gives."""
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nncli.data as data
+import nncli.line_ranges as line_ranges
+from nncli.errors import DataError
+
+
+@pytest.fixture
+def split_small_files(monkeypatch):
+    """Cut even small files, into three ranges (more threads than this machine may have cores); the
+    list it yields counts the reads that the ranges completed without falling back to one stream."""
+    monkeypatch.setattr(line_ranges, "MIN_BYTES_TO_SPLIT", 0)
+    monkeypatch.setattr(data, "available_cores", lambda: 3)
+    completed = []
+    read_ranges = data._read_ranges
+
+    def counted(*args):
+        result = read_ranges(*args)
+        completed.append(len(result[0]))
+        return result
+
+    monkeypatch.setattr(data, "_read_ranges", counted)
+    return completed
+
+
+def write_table(path: Path, rows: int, labels, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    values = rng.normal(size=(rows, 3)) * 10.0 ** rng.integers(-3, 4, size=(rows, 3))
+    lines = ["a,b,c,label"]
+    for row, label in zip(values, rng.choice(labels, size=rows), strict=True):
+        lines.append(",".join(repr(float(v)) for v in row) + f",{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def read(path: Path, task: str = "classification"):
+    source = data.CsvSource(path)
+    columns = data.read_header(source)
+    return data._read_training_rows(source, columns, columns[:-1], columns[-1], task)
+
+
+def read_as_one_stream(path: Path, task: str = "classification", monkeypatch=None):
+    monkeypatch.setattr(line_ranges, "MIN_BYTES_TO_SPLIT", 1 << 60)
+    try:
+        return read(path, task)
+    finally:
+        monkeypatch.setattr(line_ranges, "MIN_BYTES_TO_SPLIT", 0)
+
+
+def assert_same(mine, theirs):
+    assert mine[0].tobytes() == theirs[0].tobytes()
+    assert np.array_equal(mine[1], theirs[1]) and mine[1].dtype == theirs[1].dtype
+    assert mine[2] == theirs[2]
+
+
+def test_ranges_cover_the_lines_after_the_header_and_end_at_line_breaks(tmp_path, monkeypatch):
+    monkeypatch.setattr(line_ranges, "MIN_BYTES_TO_SPLIT", 0)
+    path = write_table(tmp_path / "t.csv", 500, ["x", "y"])
+    text = path.read_bytes()
+    ranges = line_ranges.line_ranges(path, 3, "utf-8")
+    assert len(ranges) == 3
+    assert ranges[0].start == text.index(b"\n") + 1 and ranges[-1].end == len(text)
+    for before, after in itertools.pairwise(ranges):
+        assert before.end == after.start and text[before.end - 1 : before.end] == b"\n"
+    assert sum(r.line_breaks for r in ranges) == 500
+    for r in ranges:
+        with line_ranges.open_range(path, r) as handle:
+            assert handle.read() == text[r.start : r.end]
+
+
+@pytest.mark.parametrize(
+    ("content", "encoding"),
+    [
+        ('a,label\n1,"x"\n2,y\n', "utf-8"),  # a quote: a field may hold a line break
+        ("a,label\n1,x\n2,y\n", "utf-16"),  # b"\n" may be half of a character
+        ("a,label", "utf-8"),  # no data lines
+    ],
+)
+def test_files_that_cannot_be_cut_safely_are_read_as_one_range(tmp_path, monkeypatch, content, encoding):
+    monkeypatch.setattr(line_ranges, "MIN_BYTES_TO_SPLIT", 0)
+    path = tmp_path / "t.csv"
+    path.write_bytes(content.encode(encoding))
+    assert line_ranges.line_ranges(path, 2, encoding) == []
+
+
+@pytest.mark.parametrize("labels", [["cat", "dog", " bird", "bird "], [3, 1, 2], [7.0, 2.0]])
+def test_reading_in_ranges_equals_reading_one_stream(tmp_path, monkeypatch, split_small_files, labels):
+    path = write_table(tmp_path / "t.csv", 3000, labels, seed=len(labels))
+    in_ranges = read(path)
+    assert split_small_files == [3000]  # read in ranges, not by falling back
+    assert_same(in_ranges, read_as_one_stream(path, monkeypatch=monkeypatch))
+
+
+def test_labels_first_met_in_a_later_range_keep_the_file_order(tmp_path, split_small_files, monkeypatch):
+    path = tmp_path / "t.csv"
+    rows = [f"{i},{'early' if i < 200 else 'late'}" for i in range(400)]
+    path.write_text("a,label\n" + "\n".join(rows) + "\n")
+    X, codes, labels = read(path)
+    assert split_small_files == [400]
+    assert labels == ["early", "late"]
+    assert codes.tolist() == [0] * 200 + [1] * 200
+    assert X[:, 0].tolist() == list(range(400))
+
+
+def test_regression_targets_read_in_ranges(tmp_path, split_small_files, monkeypatch):
+    path = write_table(tmp_path / "t.csv", 2000, [0.5, -1.25, 3.0])
+    assert_same(read(path, "regression"), read_as_one_stream(path, "regression", monkeypatch))
+    assert split_small_files == [2000]
+
+
+def test_a_blank_line_inside_a_range_still_gives_every_row_in_order(tmp_path, split_small_files, monkeypatch):
+    path = tmp_path / "t.csv"
+    rows = [f"{i},{i % 3}" for i in range(300)]
+    rows.insert(50, "")
+    path.write_text("a,label\n" + "\n".join(rows) + "\n")
+    X, codes, labels = read(path)
+    assert split_small_files == []  # the ranges disagreed; one stream read it
+    assert X[:, 0].tolist() == list(range(300))
+    assert labels == [0, 1, 2] and codes.tolist() == [i % 3 for i in range(300)]
+
+
+def test_a_bad_cell_in_a_later_range_is_named_by_its_line_in_the_file(tmp_path, split_small_files):
+    path = tmp_path / "t.csv"
+    rows = [f"{i},{i % 2}" for i in range(300)]
+    rows[250] = "oops,1"
+    path.write_text("a,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"line 252: column 'a' holds 'oops'"):
+        read(path)
+
+
+def test_a_long_row_in_a_later_range_is_refused(tmp_path, split_small_files):
+    path = tmp_path / "t.csv"
+    rows = [f"{i},{i % 2}" for i in range(300)]
+    rows[280] = "1,0,9"
+    path.write_text("a,label\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"line 282 has 3 fields but the header has 2"):
+        read(path)

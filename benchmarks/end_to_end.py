@@ -1,5 +1,6 @@
 """`nncli train` end to end on a W2-shaped CSV (60,000 rows × 784 integer features and a label): load time,
-time per epoch, peak memory, and how much the command adds beyond loading plus training."""
+time per epoch, peak memory, and how much the command adds beyond loading plus training; and, beside
+the load time, how long pandas alone takes to read the whole file with each of its engines."""
 
 from __future__ import annotations
 
@@ -65,3 +66,31 @@ def run_end_to_end() -> None:
     )
     print(f"  beyond load + training: {wall - load - train:.2f} s (start-up, evaluation, writing files)")
     print(f"  peak memory {peak_mb:.0f} MB (float64 data: {ROWS * (FEATURES + 10) * 8 / 1e6:.0f} MB)")
+    engines = pandas_read_seconds(data)
+    print(
+        "  pandas.read_csv of the whole file, for comparison: "
+        + ", ".join(f"{engine} engine {seconds:.2f} s" for engine, seconds in engines.items())
+        + (" (pyarrow not installed)" if "pyarrow" not in engines else "")
+    )
+
+
+def pandas_read_seconds(path: Path) -> dict[str, float]:
+    """Seconds pandas.read_csv takes to read the whole file with each engine available (best of two)."""
+    import pandas as pd
+
+    engines = ["c"]
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        engines.append("pyarrow")
+    seconds = {}
+    for engine in engines:
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            pd.read_csv(path, engine=engine)
+            times.append(time.perf_counter() - start)
+        seconds[engine] = min(times)
+    return seconds

@@ -508,7 +508,7 @@ class _RangesDisagree(Exception):
 
 def _read_ranges(source, ranges, columns, features, target, task, X, targets):
     first_rows = np.cumsum([0] + [r.line_breaks for r in ranges[:-1]])
-    rows = chunk_rows(len(features) + 1)
+    rows = max(1, chunk_rows(len(features) + 1) // len(ranges))  # as many cells in flight as one stream
 
     def read(part: int):
         with (

@@ -498,8 +498,8 @@ def _read_training_rows(source: CsvSource, columns: list[str], features: list[st
         with contextlib.suppress(DataError, _RangesDisagree):
             return _read_ranges(source, ranges, columns, features, target, task, X, targets)
     with contextlib.closing(read_chunks(source, rows=chunk_rows(len(features) + 1))) as chunks:
-        m, labels = _fill(chunks, 0, source, features, target, task, X, targets)
-    return X[:m], targets[:m], labels
+        filled = _fill(chunks, 0, source, features, target, task, X, targets)
+    return X[: filled.rows], targets[: filled.rows], filled.labels
 
 
 class _RangesDisagree(Exception):
@@ -519,22 +519,31 @@ def _read_ranges(source, ranges, columns, features, target, task, X, targets):
             return _fill(chunks, int(first_rows[part]), source, features, target, task, X, targets)
 
     with _long_rows_refused(), ThreadPoolExecutor(len(ranges), thread_name_prefix="nncli-csv") as pool:
-        results = list(pool.map(read, range(len(ranges))))
-    if any(count != r.line_breaks for (count, _), r in zip(results[:-1], ranges[:-1], strict=True)):
+        parts = list(pool.map(read, range(len(ranges))))
+    if any(part.rows != r.line_breaks for part, r in zip(parts[:-1], ranges[:-1], strict=True)):
         raise _RangesDisagree
+    if len(set().union(*(part.label_kinds for part in parts))) > 1:
+        raise _RangesDisagree  # e.g. "1" read as a number in one range and as text beside "a" in one stream
     index: dict = {}
-    for first, (count, labels) in zip(first_rows, results, strict=True):
-        if labels:  # this range's label codes, in its own order of first appearance, to the file's
-            overall = np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.intp)
-            targets[first : first + count] = overall[targets[first : first + count]]
-    m = int(first_rows[-1]) + results[-1][0]
+    for first, part in zip(first_rows, parts, strict=True):
+        if part.labels:  # this range's label codes, in its own order of first appearance, to the file's
+            overall = np.array([index.setdefault(label, len(index)) for label in part.labels], dtype=np.intp)
+            targets[first : first + part.rows] = overall[targets[first : first + part.rows]]
+    m = int(first_rows[-1]) + parts[-1].rows
     return X[:m], targets[:m], list(index)
 
 
-def _fill(chunks, first_row: int, source, features, target, task, X, targets) -> tuple[int, list]:
-    """Write the chunks' rows into X and targets from ``first_row`` on: (rows written, the labels met, in
-    order of first appearance, which the written class targets index)."""
+@dataclass(frozen=True)
+class _Filled:
+    rows: int
+    labels: list  # the class labels met, in order of first appearance (the written targets index them)
+    label_kinds: set  # how pandas typed the target column's chunks: text, bool or number
+
+
+def _fill(chunks, first_row: int, source, features, target, task, X, targets) -> _Filled:
+    """Write the chunks' rows into X and targets from ``first_row`` on."""
     index: dict = {}
+    kinds = set()
     row = first_row
     for offset, chunk in chunks:
         rows = slice(row, row + len(chunk))
@@ -543,10 +552,17 @@ def _fill(chunks, first_row: int, source, features, target, task, X, targets) ->
             codes, labels = class_codes(chunk, target, source, offset)
             overall = np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.intp)
             targets[rows] = overall[codes]
+            kinds.add(_kind(chunk[target]))
         else:
             targets[rows] = numeric_matrix(chunk, [target], source, offset)[:, 0]
         row += len(chunk)
-    return row - first_row, list(index)
+    return _Filled(row - first_row, list(index), kinds)
+
+
+def _kind(column: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(column):
+        return "bool"
+    return "number" if pd.api.types.is_numeric_dtype(column) else "text"
 
 
 def _column_mean_std(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

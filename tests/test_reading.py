@@ -1,10 +1,14 @@
 """Reading a training CSV one range of lines per core gives exactly what reading it as one stream gives."""
 
 import itertools
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import nncli.data as data
 import nncli.line_ranges as line_ranges
@@ -141,3 +145,60 @@ def test_a_long_row_in_a_later_range_is_refused(tmp_path, split_small_files):
     path.write_text("a,label\n" + "\n".join(rows) + "\n")
     with pytest.raises(DataError, match=r"line 282 has 3 fields but the header has 2"):
         read(path)
+
+
+cells = st.one_of(
+    st.integers(-5, 300).map(str),
+    st.floats(-1e6, 1e6, allow_nan=False).map(repr),
+    st.sampled_from(["", " 7", "x", "nan", "inf", "1e-3", "  ", "True"]),
+)
+labels = st.sampled_from(["a", " a", "b", "1", "2", "2.0", "", "NA", "yes"])
+
+
+@st.composite
+def tables(draw):
+    """A CSV text: a header a,b,label, rows of mostly numbers with now and then a bad cell, a short or
+    long row, a blank line."""
+    lines = ["a,b,label"]
+    clean = draw(st.booleans())  # half the tables hold only numbers and good labels
+    for _ in range(draw(st.integers(1, 60))):
+        if clean:
+            number = st.integers(-5, 300).map(str) | st.floats(-1e6, 1e6).map(repr)
+            label = st.sampled_from(["a", " a", "b", "1", "2", "2.0"])
+            lines.append(f"{draw(number)},{draw(number)},{draw(label)}")
+            continue
+        shape = draw(st.integers(0, 30))
+        if shape == 0:
+            lines.append("")
+        elif shape == 1:
+            lines.append(draw(cells))
+        elif shape == 2:
+            lines.append(",".join(draw(st.lists(cells, min_size=4, max_size=4))))
+        else:
+            lines.append(f"{draw(cells)},{draw(cells)},{draw(labels)}")
+    return "\n".join(lines) + draw(st.sampled_from(["\n", ""]))
+
+
+def outcome(path: Path, task: str):
+    try:
+        X, targets, found = read(path, task)
+    except DataError as error:
+        return str(error)
+    return X.tobytes(), targets.tobytes(), targets.dtype.str, found
+
+
+@settings(max_examples=int(os.environ.get("NNCLI_FUZZ_EXAMPLES", "150")), deadline=None)
+@given(tables(), st.sampled_from(["classification", "regression"]))
+def test_any_table_reads_the_same_in_ranges_and_as_one_stream(text, task):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.csv"
+        path.write_text(text)
+        saved = line_ranges.MIN_BYTES_TO_SPLIT, data.available_cores
+        try:
+            line_ranges.MIN_BYTES_TO_SPLIT, data.available_cores = 0, lambda: 3
+            in_ranges = outcome(path, task)
+            line_ranges.MIN_BYTES_TO_SPLIT = 1 << 60
+            as_one_stream = outcome(path, task)
+        finally:
+            line_ranges.MIN_BYTES_TO_SPLIT, data.available_cores = saved
+    assert in_ranges == as_one_stream

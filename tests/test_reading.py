@@ -129,20 +129,21 @@ def test_a_blank_line_inside_a_range_still_gives_every_row_in_order(tmp_path, sp
     assert labels == [0, 1, 2] and codes.tolist() == [i % 3 for i in range(300)]
 
 
-def test_a_bad_cell_in_a_later_range_is_named_by_its_line_in_the_file(tmp_path, split_small_files):
-    path = tmp_path / "t.csv"
-    rows = [f"{i},{i % 2}" for i in range(300)]
-    rows[250] = "oops,1"
+def numbered_rows(path: Path, replace: dict[int, str]) -> Path:
+    """a,label and 300 rows i,i % 2, with some rows (0-based) replaced."""
+    rows = [replace.get(i, f"{i},{i % 2}") for i in range(300)]
     path.write_text("a,label\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_a_bad_cell_in_a_later_range_is_named_by_its_line_in_the_file(tmp_path, split_small_files):
+    path = numbered_rows(tmp_path / "t.csv", {250: "oops,1"})
     with pytest.raises(DataError, match=r"line 252: column 'a' holds 'oops'"):
         read(path)
 
 
 def test_a_long_row_in_a_later_range_is_refused(tmp_path, split_small_files):
-    path = tmp_path / "t.csv"
-    rows = [f"{i},{i % 2}" for i in range(300)]
-    rows[280] = "1,0,9"
-    path.write_text("a,label\n" + "\n".join(rows) + "\n")
+    path = numbered_rows(tmp_path / "t.csv", {280: "1,0,9"})
     with pytest.raises(DataError, match=r"line 282 has 3 fields but the header has 2"):
         read(path)
 

@@ -158,10 +158,7 @@ class FastStep:
         if len(workers) == 1:
             loss, metric_sum = self._backprop(workers[0], X, Y, rows, c)
             J = loss / m + self.net.penalty(self.lambda_, m)
-            if len(layout.ranges) == 1:
-                self._update(layout.ranges[0], c)
-            else:
-                self._update_all(layout.ranges, c)
+            self._update_all(layout.ranges, c)
             return J, metric_sum
         futures = [self._pool.submit(self._backprop, w, X, Y, rows, c) for w in workers[1:]]
         results = [self._backprop(workers[0], X, Y, rows, c)] + [f.result() for f in futures]
@@ -170,6 +167,9 @@ class FastStep:
         return J, sum(r[1] for r in results)
 
     def _update_all(self, ranges: list[_Range], c: float) -> None:
+        if len(ranges) == 1:  # no round trip through the pool
+            self._update(ranges[0], c)
+            return
         futures = [self._pool.submit(self._update, part, c) for part in ranges[1:]]
         self._update(ranges[0], c)
         for future in futures:

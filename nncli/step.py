@@ -47,8 +47,8 @@ def shared_pool(workers: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(workers, thread_name_prefix="nncli-step")
 
 
-# A forked child has none of its parent's threads: it starts a pool of its own.
-os.register_at_fork(after_in_child=shared_pool.cache_clear)
+if hasattr(os, "register_at_fork"):  # POSIX: a forked child has none of its parent's threads
+    os.register_at_fork(after_in_child=shared_pool.cache_clear)
 
 
 @functools.cache

@@ -39,7 +39,7 @@ def line_ranges(path: Path, parts: int, encoding: str) -> list[LineRange]:
         name = codecs.lookup(encoding).name
     except LookupError:
         return []
-    if parts < 2 or name not in SPLITTABLE_ENCODINGS or path.stat().st_size < MIN_BYTES_TO_SPLIT:
+    if parts < 2 or name not in SPLITTABLE_ENCODINGS or path.stat().st_size < max(MIN_BYTES_TO_SPLIT, 1):
         return []
     with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as text:
         header_end = text.find(b"\n") + 1

@@ -490,10 +490,11 @@ def _read_training_rows(source: CsvSource, columns: list[str], features: list[st
 
     A large file is read one range of lines per core at once (``nncli.line_ranges``); if a range finds
     anything wrong, the file is read again as one stream, whose error names the line."""
-    bound = count_lines(source.path)
+    ranges = line_ranges(source.path, available_cores(), source.encoding)
+    # At least the number of data rows: the ranges have counted the line breaks after the header already.
+    bound = sum(r.line_breaks for r in ranges) + 1 if ranges else count_lines(source.path)
     X = np.empty((bound, len(features)))  # its pages are only touched as rows arrive
     targets = np.empty(bound, dtype=np.intp if task == "classification" else np.float64)
-    ranges = line_ranges(source.path, available_cores(), source.encoding)
     if len(ranges) > 1:
         with contextlib.suppress(DataError, _RangesDisagree):
             return _read_ranges(source, ranges, columns, features, target, task, X, targets)

@@ -44,12 +44,18 @@ def sigmoid_prime(a: np.ndarray) -> np.ndarray:
     return a * (1.0 - a)
 
 
+def sigmoid_into(z: np.ndarray, out: np.ndarray) -> None:
+    """out = g(z), z unchanged unless it is out; e^(−z) may overflow to inf (giving 0): callers silence
+    that warning around their loop."""
+    np.negative(z, out=out)
+    np.exp(out, out=out)
+    out += 1.0
+    np.reciprocal(out, out=out)
+
+
 def sigmoid_inplace(z: np.ndarray, scratch: np.ndarray) -> None:
-    """In place; e^(−z) may overflow to inf (giving 0): callers silence that warning around their loop."""
-    np.negative(z, out=z)
-    np.exp(z, out=z)
-    z += 1.0
-    np.reciprocal(z, out=z)
+    """In place (see ``sigmoid_into``)."""
+    sigmoid_into(z, z)
 
 
 def scale_by_sigmoid_prime(delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:

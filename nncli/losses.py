@@ -8,17 +8,19 @@ Losses are computed from z^(L), never from a^(L), so a saturated unit still give
 - ``linear``: squared error ½ Σ_k (a_k − y_k)².
 
 Shapes: z, a and Y are (m, K). ``activate_and_loss`` returns a^(L) and the loss summed over all m
-examples (the data part of m·J), so partitions of a batch can add their sums.
+examples (the data part of m·J), so partitions of a batch can add their sums. The ``example`` forms take
+one example as vectors z, y of length K.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from nncli.activations import sigmoid, sigmoid_inplace
+from nncli.activations import sigmoid, sigmoid_inplace, sigmoid_into
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class OutputLoss:
     activate_and_loss: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]]
     activate_and_loss_inplace: Callable[[np.ndarray, np.ndarray], float]
     """The training loop's form: overwrites z with a^(L) and returns the summed loss."""
+    example_into: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+    """The stochastic step's form, for one example: ``example_into(z, y, out)`` writes a^(L) into out
+    and returns the example's loss (z, y and out are vectors of length K; z is left as it was)."""
     targets_problem: Callable[[np.ndarray], str | None] = lambda Y: None
     """What is wrong with Y for this loss, if anything (δ^(L) = a^(L) − y must be the loss's gradient)."""
 
@@ -43,6 +48,12 @@ def _sigmoid_cross_entropy(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, fl
 def _sigmoid_cross_entropy_inplace(z: np.ndarray, Y: np.ndarray) -> float:
     loss = float(np.logaddexp(0.0, z).sum() - np.vdot(Y, z))
     sigmoid_inplace(z, z)
+    return loss
+
+
+def _sigmoid_cross_entropy_example(z: np.ndarray, y: np.ndarray, out: np.ndarray) -> float:
+    loss = float(np.add.reduce(np.logaddexp(0.0, z)) - np.vdot(y, z))
+    sigmoid_into(z, out)
     return loss
 
 
@@ -75,6 +86,24 @@ def _softmax_cross_entropy_inplace(z: np.ndarray, Y: np.ndarray) -> float:
     return float(np.add.reduce(np.log(totals, out=totals), axis=None) - y_dot_s)
 
 
+# Σ_j e^(z_j) within this range needs no shift: no term overflowed, and any that underflowed is below
+# 1e-30 of the largest, too small to change a or the loss.
+_UNSHIFTED_TOTALS = (1e-30, 1e30)
+
+
+def _softmax_cross_entropy_example(z: np.ndarray, y: np.ndarray, out: np.ndarray) -> float:
+    """a = e^z / Σ e^z and log Σ_j e^(z_j) − y·z, shifted by max z only when Σ e^z leaves a safe range
+    (one example's few units rarely need it, and the shift costs two more passes)."""
+    np.exp(z, out=out)
+    total = np.add.reduce(out)
+    if not _UNSHIFTED_TOTALS[0] < total < _UNSHIFTED_TOTALS[1]:
+        z = z - np.maximum.reduce(z)
+        np.exp(z, out=out)
+        total = np.add.reduce(out)
+    out /= total
+    return math.log(total) - float(np.vdot(y, z))
+
+
 def _identity(z: np.ndarray) -> np.ndarray:
     """a = z."""
     return z.copy()
@@ -91,6 +120,11 @@ def _squared_error_inplace(z: np.ndarray, Y: np.ndarray) -> float:
     return 0.5 * float(np.vdot(residual, residual))
 
 
+def _squared_error_example(z: np.ndarray, y: np.ndarray, out: np.ndarray) -> float:
+    np.copyto(out, z)
+    return _squared_error_inplace(z, y)
+
+
 def _rows_not_distributions(Y: np.ndarray) -> str | None:
     """Softmax: ∂/∂z of −Σ_k y_k log a_k is a − y only when Σ_k y_k = 1, so each row of Y must sum to 1."""
     tolerance = 1e-4 if Y.dtype == np.float32 else 1e-9
@@ -105,9 +139,20 @@ def _rows_not_distributions(Y: np.ndarray) -> str | None:
 
 
 OUTPUTS: dict[str, OutputLoss] = {
-    "sigmoid": OutputLoss("sigmoid", sigmoid, _sigmoid_cross_entropy, _sigmoid_cross_entropy_inplace),
-    "softmax": OutputLoss(
-        "softmax", softmax, _softmax_cross_entropy, _softmax_cross_entropy_inplace, _rows_not_distributions
+    "sigmoid": OutputLoss(
+        "sigmoid",
+        sigmoid,
+        _sigmoid_cross_entropy,
+        _sigmoid_cross_entropy_inplace,
+        _sigmoid_cross_entropy_example,
     ),
-    "linear": OutputLoss("linear", _identity, _squared_error, _squared_error_inplace),
+    "softmax": OutputLoss(
+        "softmax",
+        softmax,
+        _softmax_cross_entropy,
+        _softmax_cross_entropy_inplace,
+        _softmax_cross_entropy_example,
+        _rows_not_distributions,
+    ),
+    "linear": OutputLoss("linear", _identity, _squared_error, _squared_error_inplace, _squared_error_example),
 }

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from nncli import example_step
 from nncli.cores import available_cores
 from nncli.network import Network
 
@@ -114,6 +115,7 @@ class _Range:
 class _Layout:
     workers: list[_Worker]
     ranges: list[_Range]
+    example: example_step.ExampleBackprop | None = None  # the lean path, for steps of one example
 
 
 class FastStep:
@@ -154,6 +156,12 @@ class FastStep:
         m = rows.stop - rows.start if rows.__class__ is slice else len(rows)
         layout = self._layouts.get(m) or self._layout(m)
         c = self.alpha * (1.0 - self.beta) / m
+        if layout.example is not None:
+            row = rows.start if rows.__class__ is slice else int(rows[0])
+            loss, metric_sum = layout.example(X, Y, row, c)
+            J = loss + self.net.penalty(self.lambda_, 1)
+            self._update_all(layout.ranges, c)
+            return J, metric_sum
         workers = layout.workers
         if len(workers) == 1:
             loss, metric_sum = self._backprop(workers[0], X, Y, rows, c)
@@ -188,7 +196,11 @@ class FastStep:
         while len(self._gradients) < threads:
             self._gradients.append(np.zeros_like(self.net.theta))
         gradients = self._gradients[:threads]
-        workers = [_Worker(self.net, spans[t::threads], gradients[t]) for t in range(threads)]
+        example = None
+        if m == 1 and example_step.serves(self.net):
+            example, workers = example_step.ExampleBackprop(self.net, gradients[0], self.metric), []
+        else:
+            workers = [_Worker(self.net, spans[t::threads], gradients[t]) for t in range(threads)]
         ranges = []
         for span in even_spans(self.net.theta.size, update_threads):
             weights = slice(span.start, max(span.start, min(span.stop, self.net.n_regularized)))
@@ -202,7 +214,7 @@ class FastStep:
                     gradients[0][weights],
                 )
             )
-        layout = self._layouts[m] = _Layout(workers, ranges)
+        layout = self._layouts[m] = _Layout(workers, ranges, example)
         return layout
 
     def _backprop(self, worker: _Worker, X, Y, rows, c: float) -> tuple[float, float]:

@@ -49,6 +49,50 @@ def test_fast_training_equals_the_straightforward_step(activation, output, lambd
         )
 
 
+def test_a_last_mini_batch_of_one_row_takes_the_example_path_and_equals_the_plain_step():
+    rng = np.random.default_rng(12)
+    X, Y = rng.normal(size=(28, 5)), np.eye(3)[rng.integers(0, 3, 28)]  # 3 batches of 9, then 1 row
+    fast, plain = (Network([5, 7, 3], activation="relu", seed=3) for _ in range(2))
+    settings = dict(alpha=0.05, lambda_=0.3, beta=0.9, batch="mini-batch", batch_size=9, epochs=2, seed=1)
+    history = train(fast, X, Y, **settings)
+    costs = straightforward_train(plain, X, Y, **settings)
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+    assert history[-1].train_cost == pytest.approx(np.mean(costs[4:]), rel=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e3, -1e3])
+def test_the_example_path_shifts_a_softmax_whose_exponentials_leave_the_safe_range(scale):
+    """z of ±1000 overflows e^z (or makes Σ e^z underflow) unshifted; the shifted softmax stays exact."""
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(12, 4)), np.eye(3)[rng.integers(0, 3, 12)]
+    fast, plain = (Network([4, 5, 3], activation="tanh", output="softmax", seed=2) for _ in range(2))
+    for net in (fast, plain):
+        net.layers[-1].b[...] = [scale, scale + 1.0, scale - 2.0]
+    settings = dict(alpha=0.05, lambda_=0.1, beta=0.5, batch="stochastic", batch_size=1, epochs=1, seed=0)
+    history = train(fast, X, Y, **settings)
+    costs = straightforward_train(plain, X, Y, **settings)
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+    assert np.isfinite(history[0].train_cost)
+    assert history[0].train_cost == pytest.approx(np.mean(costs), rel=1e-12)
+
+
+def test_the_example_path_reports_the_accuracy_of_each_example_before_its_step():
+    from nncli.metrics import ACCURACY
+
+    rng = np.random.default_rng(6)
+    X, Y = rng.normal(size=(30, 4)), np.eye(3)[rng.integers(0, 3, 30)]
+    fast, plain = (Network([4, 6, 3], activation="sigmoid", seed=1) for _ in range(2))
+    history = train(fast, X, Y, alpha=0.5, beta=0.0, batch="stochastic", epochs=1, seed=3, metric=ACCURACY)
+    correct = 0
+    for rows in epoch_batches(30, BATCH_MODES["stochastic"], 1, np.random.default_rng(3)):
+        correct += ACCURACY.batch_sum(plain.forward(X[rows]), Y[rows])
+        _, dW, db = plain.gradients(X[rows], Y[rows])
+        for param, grad in zip(plain.weights + plain.biases, dW + db, strict=True):
+            param -= 0.5 * grad
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+    assert history[0].train_metric == correct / 30
+
+
 def test_beta_zero_is_plain_gradient_descent():
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(10, 3)), np.eye(2)[rng.integers(0, 2, 10)]

@@ -57,7 +57,15 @@ class ExampleBackprop:
             a = np.empty(layer.sizes[1], dtype=net.dtype)
             self.layers.append(
                 _LayerBuffers(
-                    layer.W, layer.W.T, layer.b, a, a[None, :], grad_W, grad_b, grad_b[:, None], np.empty_like(a)
+                    layer.W,
+                    layer.W.T,
+                    layer.b,
+                    a,
+                    a[None, :],
+                    grad_W,
+                    grad_b,
+                    grad_b[:, None],
+                    np.empty_like(a),
                 )
             )
 
@@ -65,7 +73,7 @@ class ExampleBackprop:
         """(loss, metric sum) of the example X[row], Y[row], with its c·Δ left in the gradient vector."""
         net = self.net
         hidden, layers = net.hidden, self.layers
-        x = a = X[row]
+        a = X[row]
         for layer in layers[:-1]:
             np.dot(a, layer.W_T, out=layer.a)
             layer.a += layer.b

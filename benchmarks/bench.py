@@ -1,6 +1,8 @@
 """make bench: seconds per epoch of nncli, scikit-learn and PyTorch on the workloads W1–W4, in float64 and
 float32, with each one's ratio to nncli and to the workload's GEMM limit; then `nncli train` end to end on a
-W2-shaped CSV. Repetitions are interleaved and medians reported. Not part of the test suite.
+W2-shaped CSV. Repetitions are interleaved, the GEMM limit is measured again in each, and medians are
+reported (of the seconds, and of each repetition's ratio to that repetition's limit). Not part of the test
+suite.
 
     python benchmarks/bench.py [--reps 5] [--only W1 W2] [--skip-cli]
 """
@@ -26,6 +28,10 @@ from end_to_end import run_end_to_end
 from workloads import WORKLOADS, gemm_limit
 
 SAMPLE_SECONDS = 0.3
+# Before each sample the process sleeps this long, so that the threads the previous contender left spinning
+# (OpenBLAS and OpenMP workers busy-wait for a while after their last call) are parked and no contender
+# starts on a machine that another one keeps busy.
+SETTLE_SECONDS = 0.25
 
 
 def blas_description() -> str:
@@ -41,8 +47,14 @@ def blas_description() -> str:
     return "BLAS: " + "; ".join(parts)
 
 
-def measure(workload, dtype, reps: int) -> dict[str, float]:
-    """Median seconds per epoch of each contender, repetitions interleaved."""
+LIMIT = "GEMM limit"
+
+
+def measure(workload, dtype, reps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """(median seconds per epoch of each contender and of the GEMM limit, median ratio of each contender to
+    the limit). Repetitions are interleaved, and each measures the limit again beside the contenders: this
+    shared machine's speed drifts by tens of percent within minutes, so a ratio is only meaningful between
+    times taken together."""
     runs = {name: prepare(workload, dtype) for name, prepare in CONTENDERS.items()}
     runs = {name: run for name, run in runs.items() if run is not None}
     epochs = {}
@@ -51,13 +63,21 @@ def measure(workload, dtype, reps: int) -> dict[str, float]:
         run(1)
         once = time.perf_counter() - start
         epochs[name] = max(1, int(SAMPLE_SECONDS / max(once, 1e-6)))
-    samples = {name: [] for name in runs}
+    samples = {name: [] for name in [*runs, LIMIT]}
     for _ in range(reps):
         for name, run in runs.items():
+            time.sleep(SETTLE_SECONDS)
             start = time.perf_counter()
             run(epochs[name])
             samples[name].append((time.perf_counter() - start) / epochs[name])
-    return {name: statistics.median(values) for name, values in samples.items()}
+        time.sleep(SETTLE_SECONDS)
+        samples[LIMIT].append(gemm_limit(workload, dtype))
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    to_limit = {
+        name: statistics.median(s / limit for s, limit in zip(samples[name], samples[LIMIT], strict=True))
+        for name in runs
+    }
+    return medians, to_limit
 
 
 def main() -> None:
@@ -77,15 +97,14 @@ def main() -> None:
         if workload.name not in args.only:
             continue
         for dtype in (np.float64, np.float32):
-            limit = gemm_limit(workload, dtype)
-            medians = measure(workload, dtype, args.reps)
+            medians, to_limit = measure(workload, dtype, args.reps)
             base = medians["nncli"]
-            for name, seconds in medians.items():
+            for name, ratio in to_limit.items():
                 print(
-                    f"{workload.name:4} {np.dtype(dtype).name:7} {name:13} {seconds:10.4f} "
-                    f"{seconds / base:8.2f} {seconds / limit:13.2f}"
+                    f"{workload.name:4} {np.dtype(dtype).name:7} {name:13} {medians[name]:10.4f} "
+                    f"{medians[name] / base:8.2f} {ratio:13.2f}"
                 )
-            print(f"{workload.name:4} {np.dtype(dtype).name:7} {'GEMM limit':13} {limit:10.4f}")
+            print(f"{workload.name:4} {np.dtype(dtype).name:7} {LIMIT:13} {medians[LIMIT]:10.4f}")
             sys.stdout.flush()
     if not args.skip_cli:
         print()

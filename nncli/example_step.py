@@ -3,7 +3,8 @@
 With m = 1 the arithmetic is tiny and a step costs what its NumPy calls cost, so this path makes fewer and
 cheaper ones than the general, row-matrix path of ``nncli.step``:
 
-- a^(l), z^(l+1) and δ^(l+1) are vectors: no broadcasting, matrix–vector products;
+- a^(l), z^(l+1) and δ^(l+1) are vectors: no broadcasting; z^(l+1) = Θ^(l) a^(l) is a matrix–vector product
+  on W as it is stored (no transposed view);
 - Δ^(l) = δ^(l+1) (a^(l))ᵀ is an outer product, which BLAS does as an (s_{l+1}×1)·(1×s_l) product;
 - a bias's gradient sum Σ_i δ^(l+1) is δ^(l+1) itself, so δ^(l+1) is computed straight into the
   gradient vector where that sum belongs, and nothing is copied;
@@ -29,12 +30,11 @@ def serves(net: Network) -> bool:
 
 @dataclass
 class _LayerBuffers:
-    """One Dense layer's arrays for the example path, made once: its parameters (W, and Wᵀ as a view),
+    """One Dense layer's arrays for the example path, made once: its parameters W and b,
     z^(l+1) turned in place into a^(l+1) (as a vector and a 1-row view), the gradient's view ΔW, δ^(l+1)
     (the gradient's view Δb, as a vector and a column) and scratch for g′."""
 
     W: np.ndarray
-    W_T: np.ndarray
     b: np.ndarray
     a: np.ndarray
     a_row: np.ndarray
@@ -48,8 +48,9 @@ class ExampleBackprop:
     """c·Δ of one example, written into ``gradient`` (laid out like θ), for the network ``net``; the batch
     sum of ``metric`` on the side when one is given."""
 
-    def __init__(self, net: Network, gradient: np.ndarray, metric=None) -> None:
+    def __init__(self, net: Network, gradient: np.ndarray, c: np.floating, metric=None) -> None:
         self.net = net
+        self.c = c
         self.metric = metric
         self.layers = []
         for layer in net.layers:
@@ -58,7 +59,6 @@ class ExampleBackprop:
             self.layers.append(
                 _LayerBuffers(
                     layer.W,
-                    layer.W.T,
                     layer.b,
                     a,
                     a[None, :],
@@ -69,18 +69,18 @@ class ExampleBackprop:
                 )
             )
 
-    def __call__(self, X: np.ndarray, Y: np.ndarray, row: int, c: float) -> tuple[float, float]:
+    def run(self, X: np.ndarray, Y: np.ndarray, row: int) -> tuple[float, float]:
         """(loss, metric sum) of the example X[row], Y[row], with its c·Δ left in the gradient vector."""
         net = self.net
         hidden, layers = net.hidden, self.layers
         a = X[row]
         for layer in layers[:-1]:
-            np.dot(a, layer.W_T, out=layer.a)
+            np.dot(layer.W, a, out=layer.a)
             layer.a += layer.b
             hidden.g_inplace(layer.a, layer.scratch)
             a = layer.a
         top = layers[-1]
-        np.dot(a, top.W_T, out=top.a)
+        np.dot(top.W, a, out=top.a)
         top.a += top.b
         y = Y[row]
         # a^(L) is written into δ^(L)'s place, then turned into δ^(L) = c·(a^(L) − y) there
@@ -89,7 +89,7 @@ class ExampleBackprop:
         if self.metric is not None:
             metric_sum = self.metric.batch_sum(top.delta[None, :], Y[row : row + 1])
         np.subtract(top.delta, y, out=top.delta)
-        top.delta *= c
+        top.delta *= self.c
         for index in range(len(layers) - 1, 0, -1):
             layer, below = layers[index], layers[index - 1]
             np.dot(layer.delta_column, below.a_row, out=layer.grad_W)

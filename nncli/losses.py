@@ -91,15 +91,24 @@ def _softmax_cross_entropy_inplace(z: np.ndarray, Y: np.ndarray) -> float:
 _UNSHIFTED_TOTALS = (1e-30, 1e30)
 
 
+_PYTHON_SUM_LENGTH = 32
+
+
+def _vector_sum(v: np.ndarray) -> float:
+    """Σ_k v_k of a vector; up to 32 terms as Python floats (math.fsum), which costs less than a NumPy
+    reduction on so few."""
+    return math.fsum(v.tolist()) if len(v) <= _PYTHON_SUM_LENGTH else float(np.add.reduce(v))
+
+
 def _softmax_cross_entropy_example(z: np.ndarray, y: np.ndarray, out: np.ndarray) -> float:
     """a = e^z / Σ e^z and log Σ_j e^(z_j) − y·z, shifted by max z only when Σ e^z leaves a safe range
     (one example's few units rarely need it, and the shift costs two more passes)."""
     np.exp(z, out=out)
-    total = np.add.reduce(out)
+    total = _vector_sum(out)
     if not _UNSHIFTED_TOTALS[0] < total < _UNSHIFTED_TOTALS[1]:
         z = z - np.maximum.reduce(z)
         np.exp(z, out=out)
-        total = np.add.reduce(out)
+        total = _vector_sum(out)
     out /= total
     return math.log(total) - float(np.vdot(y, z))
 

@@ -113,9 +113,14 @@ class _Range:
 
 @dataclass
 class _Layout:
+    """How steps of m rows run: c = α(1 − β)/m and c·λ (in θ's dtype), the threads' chunks of rows, their
+    ranges of the update, or the lean path for steps of one example."""
+
+    c: np.floating
+    decay_rate: np.floating
     workers: list[_Worker]
     ranges: list[_Range]
-    example: example_step.ExampleBackprop | None = None  # the lean path, for steps of one example
+    example: example_step.ExampleBackprop | None = None
 
 
 class FastStep:
@@ -139,6 +144,7 @@ class FastStep:
         self.displacement = np.zeros_like(net.theta) if displacement is None else displacement
         self._gradients = [np.zeros_like(net.theta)]
         self._layouts: dict[int, _Layout] = {}
+        self._beta = net.dtype.type(beta)  # scalars in θ's dtype: NumPy converts a Python float on every call
         self._pool: ThreadPoolExecutor | None = None
         self._blas_limit = None
 
@@ -148,38 +154,41 @@ class FastStep:
             self._blas_limit.restore_original_limits()
             self._blas_limit = None
 
-    def __call__(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
+    def take(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
         """One step on the rows ``rows`` (a slice or an index array) of X and Y.
 
         Returns J_i of the batch and the metric's batch sum (0 without a metric), both before the update.
         """
         m = rows.stop - rows.start if rows.__class__ is slice else len(rows)
         layout = self._layouts.get(m) or self._layout(m)
-        c = self.alpha * (1.0 - self.beta) / m
+        c = layout.c
         if layout.example is not None:
             row = rows.start if rows.__class__ is slice else int(rows[0])
-            loss, metric_sum = layout.example(X, Y, row, c)
+            loss, metric_sum = layout.example.run(X, Y, row)
             J = loss + self.net.penalty(self.lambda_, 1)
-            self._update_all(layout.ranges, c)
+            self._update_all(layout)
             return J, metric_sum
         workers = layout.workers
         if len(workers) == 1:
             loss, metric_sum = self._backprop(workers[0], X, Y, rows, c)
             J = loss / m + self.net.penalty(self.lambda_, m)
-            self._update_all(layout.ranges, c)
+            self._update_all(layout)
             return J, metric_sum
         futures = [self._pool.submit(self._backprop, w, X, Y, rows, c) for w in workers[1:]]
         results = [self._backprop(workers[0], X, Y, rows, c)] + [f.result() for f in futures]
         J = sum(r[0] for r in results) / m + self.net.penalty(self.lambda_, m)
-        self._update_all(layout.ranges, c)
+        self._update_all(layout)
         return J, sum(r[1] for r in results)
 
-    def _update_all(self, ranges: list[_Range], c: float) -> None:
+    __call__ = take
+
+    def _update_all(self, layout: _Layout) -> None:
+        ranges = layout.ranges
         if len(ranges) == 1:  # no round trip through the pool
-            self._update(ranges[0], c)
+            self._update(ranges[0], layout)
             return
-        futures = [self._pool.submit(self._update, part, c) for part in ranges[1:]]
-        self._update(ranges[0], c)
+        futures = [self._pool.submit(self._update, part, layout) for part in ranges[1:]]
+        self._update(ranges[0], layout)
         for future in futures:
             future.result()
 
@@ -196,9 +205,10 @@ class FastStep:
         while len(self._gradients) < threads:
             self._gradients.append(np.zeros_like(self.net.theta))
         gradients = self._gradients[:threads]
+        c = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m)
         example = None
         if m == 1 and example_step.serves(self.net):
-            example, workers = example_step.ExampleBackprop(self.net, gradients[0], self.metric), []
+            example, workers = example_step.ExampleBackprop(self.net, gradients[0], c, self.metric), []
         else:
             workers = [_Worker(self.net, spans[t::threads], gradients[t]) for t in range(threads)]
         ranges = []
@@ -214,7 +224,8 @@ class FastStep:
                     gradients[0][weights],
                 )
             )
-        layout = self._layouts[m] = _Layout(workers, ranges, example)
+        decay_rate = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m * self.lambda_)
+        layout = self._layouts[m] = _Layout(c, decay_rate, workers, ranges, example)
         return layout
 
     def _backprop(self, worker: _Worker, X, Y, rows, c: float) -> tuple[float, float]:
@@ -272,13 +283,13 @@ class FastStep:
                 delta = below
         return loss, metric_sum
 
-    def _update(self, part: _Range, c: float) -> None:
+    def _update(self, part: _Range, layout: _Layout) -> None:
         """S := β S + Σ_threads c·Δ + c·λ·Θ (weights only); Θ := Θ − S, over one range of θ."""
         S = part.S
-        S *= self.beta
+        S *= self._beta
         for gradient in part.gradients:
             S += gradient
         if self.lambda_ != 0.0 and part.decay.size:
-            np.multiply(part.theta_weights, c * self.lambda_, out=part.decay)
+            np.multiply(part.theta_weights, layout.decay_rate, out=part.decay)
             part.S_weights += part.decay
         part.theta -= S

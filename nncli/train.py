@@ -168,13 +168,14 @@ class Trainer:
         if state.step == 0 and self.validation is None:
             self.epoch_start_theta[...] = net.theta
         batches = epoch_batches(len(X), self.mode, self.batch_size, self.rng)
+        take_step = step.take
         for done, rows in enumerate(batches):
             if done < state.step:
                 continue
             if stopping():
                 self.stop_reason = INTERRUPTED
                 return
-            J, batch_metric = step(X, Y, rows)
+            J, batch_metric = take_step(X, Y, rows)
             if not math.isfinite(J):
                 self.stop_reason = DIVERGED
                 return

@@ -76,6 +76,18 @@ def test_the_example_path_shifts_a_softmax_whose_exponentials_leave_the_safe_ran
     assert history[0].train_cost == pytest.approx(np.mean(costs), rel=1e-12)
 
 
+@pytest.mark.parametrize("classes", [3, 40])  # Σ e^z of a few units in Python floats, of many in NumPy
+def test_the_example_path_sums_a_softmax_of_few_or_many_units_as_the_plain_step(classes):
+    rng = np.random.default_rng(9)
+    X, Y = rng.normal(size=(20, 4)), np.eye(classes)[rng.integers(0, classes, 20)]
+    fast, plain = (Network([4, 5, classes], activation="sigmoid", output="softmax", seed=7) for _ in range(2))
+    settings = dict(alpha=0.1, lambda_=0.2, beta=0.9, batch="stochastic", batch_size=1, epochs=2, seed=4)
+    history = train(fast, X, Y, **settings)
+    costs = straightforward_train(plain, X, Y, **settings)
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+    assert history[1].train_cost == pytest.approx(np.mean(costs[20:]), rel=1e-12)
+
+
 def test_the_example_path_reports_the_accuracy_of_each_example_before_its_step():
     from nncli.metrics import ACCURACY
 
@@ -137,7 +149,8 @@ def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, 
     assert fast.theta.tobytes() == again.theta.tobytes()  # deterministic for a given number of cores
 
 
-def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypatch):
+@pytest.mark.parametrize("batch", ["mini-batch", "stochastic"])  # the row path and the example path
+def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypatch, batch):
     import nncli.step
 
     monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
@@ -145,7 +158,7 @@ def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypa
     rng = np.random.default_rng(8)
     X = rng.normal(size=(100, 6))
     Y = np.eye(3)[rng.integers(0, 3, 100)]
-    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="mini-batch", batch_size=16, epochs=3, seed=0)
+    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch=batch, batch_size=16, epochs=3, seed=0)
     fast, plain = (Network([6, 9, 3], activation="relu", seed=5) for _ in range(2))
     train(fast, X, Y, **settings)
     straightforward_train(plain, X, Y, **settings)

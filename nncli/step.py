@@ -180,8 +180,6 @@ class FastStep:
         self._update_all(layout)
         return J, sum(r[1] for r in results)
 
-    __call__ = take
-
     def _update_all(self, layout: _Layout) -> None:
         ranges = layout.ranges
         if len(ranges) == 1:  # no round trip through the pool
@@ -228,7 +226,7 @@ class FastStep:
         layout = self._layouts[m] = _Layout(c, decay_rate, workers, ranges, example)
         return layout
 
-    def _backprop(self, worker: _Worker, X, Y, rows, c: float) -> tuple[float, float]:
+    def _backprop(self, worker: _Worker, X, Y, rows, c: np.floating) -> tuple[float, float]:
         """Forward and back propagation of the worker's chunks; their c·Δ summed into its gradient."""
         if len(worker.chunks) == 1:
             return self._backprop_chunk(worker.chunks[0], X, Y, rows, c)
@@ -242,7 +240,7 @@ class FastStep:
             metric_sum += chunk_metric
         return loss, metric_sum
 
-    def _backprop_chunk(self, chunk: _Chunk, X, Y, rows, c: float) -> tuple[float, float]:
+    def _backprop_chunk(self, chunk: _Chunk, X, Y, rows, c: np.floating) -> tuple[float, float]:
         net = self.net
         span = chunk.span
         if rows.__class__ is slice:

@@ -173,7 +173,7 @@ def summary(run) -> str:
     sizes = "-".join(map(str, m["layer_sizes"]))
     lines = [
         f"nncli: trained {sizes} ({m['parameters']:,} parameters) for {m['epochs']} epochs in "
-        f"{m['seconds']:.2f} s ({m['stop_reason'].replace('_', ' ')})"
+        f"{m['seconds']:.2f} s on the {m['engine']} engine ({m['stop_reason'].replace('_', ' ')})"
     ]
     for split in ("train", "validation", "test"):
         if m[split] is not None:

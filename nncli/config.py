@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from nncli.activations import ACTIVATIONS
+from nncli.engines import ENGINES
 from nncli.errors import ConfigError
 from nncli.initializers import INITIALIZERS, RELU_BIAS
 from nncli.losses import OUTPUTS
@@ -210,6 +211,9 @@ class TrainingConfig:
     seed: int = option(0, whole(0), "seed of the weights, the split and the shuffling")
     early_stopping: EarlyStopping | None = option(
         None, early_stopping, "null, or {patience: N}: stop when validation J has not improved for N epochs"
+    )
+    engine: str = option(
+        "auto", choice(ENGINES), "auto, numpy or compiled: NumPy calls, or the step compiled by numba"
     )
 
 

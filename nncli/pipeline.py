@@ -97,6 +97,7 @@ def fingerprint(config: Config, prepared: PreparedData) -> dict:
     model and training keys, and a hash of the training and validation arrays."""
     settings = config.to_dict()
     settings["training"].pop("epochs")
+    settings["training"].pop("engine")  # the engine a run started with is in its checkpoint
     settings["data"].pop("test")
     digest = hashlib.blake2b(digest_size=16)
     for array in (*prepared.train, *(prepared.validation or ())):
@@ -155,6 +156,7 @@ def train_from_config(
         validation=prepared.validation,
         metric=metric,
         patience=t.early_stopping.patience if t.early_stopping else None,
+        engine=t.engine,
     )
     run_fingerprint = fingerprint(config, prepared)
     if resume:
@@ -192,6 +194,13 @@ def _resume(trainer: Trainer, directory: Path, run_fingerprint: dict, epochs: in
         trainer.restore(arrays, meta["trainer"])
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"'{directory / CHECKPOINT_FILE}' is damaged: {error}") from None
+    started_with = trainer.state.engine
+    if trainer.engine not in ("auto", started_with):
+        raise NncliError(
+            f"cannot resume the run in '{directory}' with training.engine {trainer.engine!r}: it was "
+            f"trained with {started_with!r}, and keeps its engine so that it resumes bit for bit; "
+            f"set training.engine to auto or {started_with!r}, or pass --overwrite to start again"
+        )
     done = trainer.state.epoch
     if done >= epochs:
         raise NncliError(
@@ -253,6 +262,7 @@ class _RunFiles:
             "seconds": self.trainer.state.seconds,
             "layer_sizes": net.layer_sizes,
             "parameters": int(net.theta.size),
+            "engine": history.engine,
             "metric": self.metric.name,
             **{name: evaluate(net, split, lambda_, self.metric) for name, split in splits},
         }

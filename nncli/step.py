@@ -32,10 +32,13 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from nncli import example_step
+from nncli import engines, example_step
 from nncli.cores import available_cores
 from nncli.network import Network
 
+# A step of at most this many multiply-adds per product pass (m × the number of weights) is compiled
+# (``nncli.compiled``): below it NumPy's per-call cost outweighs the arithmetic BLAS would speed up.
+COMPILED_MAX_WORK = 1 << 20
 CHUNK_ROWS = 2048
 MIN_ROWS_TO_SPLIT = 1024  # BLAS threads already share the products of a smaller step well
 MIN_PARAMS_TO_SPLIT = 200_000  # a smaller θ is updated faster on one thread
@@ -121,10 +124,12 @@ class _Layout:
     workers: list[_Worker]
     ranges: list[_Range]
     example: example_step.ExampleBackprop | None = None
+    compiled: object | None = None  # nncli.compiled.CompiledStep: the whole step in one call
 
 
 class FastStep:
-    """Gradient descent with momentum on ``net``, one batch per call, in place."""
+    """Gradient descent with momentum on ``net``, one batch per call, in place, on the ``engine``
+    ``numpy`` or ``compiled`` (``nncli.engines``)."""
 
     def __init__(
         self,
@@ -135,6 +140,7 @@ class FastStep:
         metric=None,
         cores: int | None = None,
         displacement: np.ndarray | None = None,
+        engine: str = "numpy",
     ) -> None:
         self.net = net
         self.alpha, self.lambda_, self.beta = alpha, lambda_, beta
@@ -146,6 +152,8 @@ class FastStep:
         self._layouts: dict[int, _Layout] = {}
         self._beta = net.dtype.type(beta)  # scalars in θ's dtype: NumPy converts a Python float on every call
         self._pool: ThreadPoolExecutor | None = None
+        # nncli.compiled for the compiled engine (see nncli.engines), None for NumPy calls only
+        self._kernels = engines.required_kernels() if engine == "compiled" else None
         self._blas_limit = None
 
     def close(self) -> None:
@@ -161,34 +169,41 @@ class FastStep:
         """
         m = rows.stop - rows.start if rows.__class__ is slice else len(rows)
         layout = self._layouts.get(m) or self._layout(m)
+        if layout.compiled is not None:
+            compiled = layout.compiled
+            loss, squares = compiled.run(X, Y, rows)
+            metric = self.metric
+            return self._cost(loss, squares, m), (
+                metric.batch_sum(compiled.outputs, compiled.targets) if metric is not None else 0.0
+            )
         c = layout.c
         if layout.example is not None:
             row = rows.start if rows.__class__ is slice else int(rows[0])
             loss, metric_sum = layout.example.run(X, Y, row)
-            J = loss + self.net.penalty(self.lambda_, 1)
-            self._update_all(layout)
-            return J, metric_sum
+            return self._cost(loss, self._update_all(layout), 1), metric_sum
         workers = layout.workers
         if len(workers) == 1:
             loss, metric_sum = self._backprop(workers[0], X, Y, rows, c)
-            J = loss / m + self.net.penalty(self.lambda_, m)
-            self._update_all(layout)
-            return J, metric_sum
+            return self._cost(loss, self._update_all(layout), m), metric_sum
         futures = [self._pool.submit(self._backprop, w, X, Y, rows, c) for w in workers[1:]]
         results = [self._backprop(workers[0], X, Y, rows, c)] + [f.result() for f in futures]
-        J = sum(r[0] for r in results) / m + self.net.penalty(self.lambda_, m)
-        self._update_all(layout)
-        return J, sum(r[1] for r in results)
+        loss = sum(r[0] for r in results)
+        return self._cost(loss, self._update_all(layout), m), sum(r[1] for r in results)
 
-    def _update_all(self, layout: _Layout) -> None:
+    def _cost(self, loss: float, squares: float, m: int) -> float:
+        """J_i = loss/m + λ/(2m) Σ Θ² (the weights' squares as they were before the update)."""
+        return loss / m + (self.lambda_ / (2.0 * m) * squares if self.lambda_ != 0.0 else 0.0)
+
+    def _update_all(self, layout: _Layout) -> float:
+        """The update over every range of θ (on the pool's threads too); Σ Θ² of the weights before it."""
         ranges = layout.ranges
         if len(ranges) == 1:  # no round trip through the pool
-            self._update(ranges[0], layout)
-            return
+            return self._update(ranges[0], layout)
         futures = [self._pool.submit(self._update, part, layout) for part in ranges[1:]]
-        self._update(ranges[0], layout)
+        squares = self._update(ranges[0], layout)
         for future in futures:
-            future.result()
+            squares += future.result()
+        return squares
 
     def _layout(self, m: int) -> _Layout:
         """How steps of m rows are cut into chunks and shared among threads (made once per batch size)."""
@@ -204,6 +219,15 @@ class FastStep:
             self._gradients.append(np.zeros_like(self.net.theta))
         gradients = self._gradients[:threads]
         c = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m)
+        decay_rate = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m * self.lambda_)
+        if m * self.net.n_regularized <= COMPILED_MAX_WORK:
+            compiled = self._kernels
+            if compiled is not None and compiled.serves(self.net):
+                step = compiled.CompiledStep(
+                    self.net, m, self.displacement, self._gradients[0], c, self._beta, decay_rate
+                )
+                layout = self._layouts[m] = _Layout(c, decay_rate, [], [], compiled=step)
+                return layout
         example = None
         if m == 1 and example_step.serves(self.net):
             example, workers = example_step.ExampleBackprop(self.net, gradients[0], c, self.metric), []
@@ -222,7 +246,6 @@ class FastStep:
                     gradients[0][weights],
                 )
             )
-        decay_rate = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m * self.lambda_)
         layout = self._layouts[m] = _Layout(c, decay_rate, workers, ranges, example)
         return layout
 
@@ -281,13 +304,26 @@ class FastStep:
                 delta = below
         return loss, metric_sum
 
-    def _update(self, part: _Range, layout: _Layout) -> None:
-        """S := β S + Σ_threads c·Δ + c·λ·Θ (weights only); Θ := Θ − S, over one range of θ."""
+    def _update(self, part: _Range, layout: _Layout) -> float:
+        """S := β S + Σ_threads c·Δ + c·λ·Θ (weights only); Θ := Θ − S, over one range of θ.
+
+        Returns Σ Θ² over the range's weights as they were before the update (the L2 term of J_i): the
+        compiled update takes it on its one pass, the NumPy one only when λ is not 0.
+        """
+        gradient = part.gradients[0]
+        for extra in part.gradients[1:]:
+            gradient += extra
+        if self._kernels is not None:
+            return self._kernels.momentum_update(
+                part.S, part.theta, gradient, part.theta_weights.size, self._beta, layout.decay_rate
+            )
+        squares = 0.0
         S = part.S
         S *= self._beta
-        for gradient in part.gradients:
-            S += gradient
+        S += gradient
         if self.lambda_ != 0.0 and part.decay.size:
+            squares = float(np.vdot(part.theta_weights, part.theta_weights))
             np.multiply(part.theta_weights, layout.decay_rate, out=part.decay)
             part.S_weights += part.decay
         part.theta -= S
+        return squares

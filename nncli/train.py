@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from nncli import engines
 from nncli.errors import NncliError, lookup
 from nncli.metrics import Metric
 from nncli.network import Network
@@ -70,6 +71,7 @@ class History(list):
         self.metric_name = metric_name
         self.stop_reason = COMPLETED
         self.best_epoch: int | None = None
+        self.engine: str | None = None  # the step's engine, numpy or compiled (nncli.engines)
 
 
 @dataclass
@@ -90,6 +92,7 @@ class TrainingState:
     best_cost: float = float("inf")
     stale: int = 0
     best_epoch: int | None = None
+    engine: str | None = None  # numpy or compiled, chosen when the run starts and kept on resume
     records: list[EpochRecord] = field(default_factory=list)
 
 
@@ -116,8 +119,11 @@ class Trainer:
         validation: tuple[np.ndarray, np.ndarray] | None = None,
         metric: Metric | None = None,
         patience: int | None = None,
+        engine: str = "auto",
     ) -> None:
         self.mode = lookup(BATCH_MODES, batch, "batch mode")
+        lookup(engines.ENGINES, engine, "engine")
+        self.engine = engine
         _check_hyperparameters(alpha, lambda_, beta, batch_size, 0, patience)
         self.net = net
         self.X, self.Y = net.check_inputs(X, Y)
@@ -144,7 +150,18 @@ class Trainer:
         divergence, or ``should_stop()`` answering True between two steps; return the History."""
         _check_hyperparameters(self.alpha, self.lambda_, self.beta, self.batch_size, epochs, self.patience)
         net, state = self.net, self.state
-        step = FastStep(net, self.alpha, self.lambda_, self.beta, self.metric, displacement=self.displacement)
+        if state.engine is None:
+            steps = -(-len(self.X) // max(1, self.mode.size(len(self.X), self.batch_size)))
+            state.engine = engines.resolve(self.engine, net.n_regularized, len(self.X), steps, epochs)
+        step = FastStep(
+            net,
+            self.alpha,
+            self.lambda_,
+            self.beta,
+            self.metric,
+            displacement=self.displacement,
+            engine=state.engine,
+        )
         self.stop_reason, self.theta_at_stop = COMPLETED, None
         stopping = should_stop or (lambda: False)
         started = time.perf_counter() - state.seconds
@@ -222,6 +239,7 @@ class Trainer:
             self.patience is not None and self.stop_reason != INTERRUPTED
         )
         history.best_epoch = self.state.best_epoch if keeps_best else None
+        history.engine = self.state.engine
         return history
 
     # ------------------------------------------------------------------ checkpoints
@@ -256,7 +274,8 @@ class Trainer:
                 )
             target[...] = arrays[name]
         records = [record_from_row(row) for row in arrays["history"]]
-        self.state = TrainingState(**record, records=records)
+        # a checkpoint from before engines existed was trained by NumPy calls
+        self.state = TrainingState(**{"engine": "numpy", **record}, records=records)
         if self.state.best_cost is None:
             self.state.best_cost = float("inf")
 
@@ -276,15 +295,19 @@ def train(
     metric: Metric | None = None,
     patience: int | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    engine: str = "auto",
 ) -> History:
     """Train ``net`` in place by gradient descent with momentum and return the per-epoch History.
 
     Θ := Θ − α V with V := β V + (1 − β) D, D the gradient of J_i on each step's batch. Batches follow
     ``batch`` (a key of ``BATCH_MODES``), shuffled with ``default_rng(seed)``. With ``patience``,
     training stops once the monitored J has not improved for that many epochs, and the best weights
-    are kept. ``on_epoch`` is called with each EpochRecord as it is made.
+    are kept. ``on_epoch`` is called with each EpochRecord as it is made. ``engine`` is ``auto``,
+    ``numpy`` or ``compiled`` (``nncli.engines``); the History's ``engine`` says which one trained.
     """
-    trainer = Trainer(net, X, Y, alpha, lambda_, beta, batch, batch_size, seed, validation, metric, patience)
+    trainer = Trainer(
+        net, X, Y, alpha, lambda_, beta, batch, batch_size, seed, validation, metric, patience, engine
+    )
     return trainer.run(epochs, on_epoch)
 
 

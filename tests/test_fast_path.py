@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import targets_for
 
+import nncli.step
 from nncli import Network, train
 from nncli.activations import ACTIVATIONS
 from nncli.losses import OUTPUTS
@@ -27,18 +28,29 @@ def straightforward_train(net, X, Y, alpha, lambda_, beta, batch, batch_size, ep
     return costs
 
 
+@pytest.fixture(params=["numpy", "compiled", "compiled update"])
+def engine(request, monkeypatch):
+    """Each engine of ``nncli.engines``; "compiled update" is the compiled engine on steps too large for
+    the compiled step (NumPy calls for FP and BP, the compiled momentum update)."""
+    if request.param == "compiled update":
+        monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
+        return "compiled"
+    return request.param
+
+
 @pytest.mark.parametrize("batch", sorted(BATCH_MODES))
 @pytest.mark.parametrize("lambda_", [0.0, 0.7])
 @pytest.mark.parametrize("output", sorted(OUTPUTS))
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_fast_training_equals_the_straightforward_step(activation, output, lambda_, batch):
+def test_fast_training_equals_the_straightforward_step(activation, output, lambda_, batch, engine):
     rng = np.random.default_rng(11)
     X = rng.normal(size=(37, 5))
     Y = targets_for(output, rng, 37, 3)
     kwargs = dict(activation=activation, output=output, initializer="xavier", seed=4)
     fast, plain = Network([5, 6, 4, 3], **kwargs), Network([5, 6, 4, 3], **kwargs)
     settings = dict(alpha=0.05, lambda_=lambda_, beta=0.8, batch=batch, batch_size=8, epochs=3, seed=2)
-    history = train(fast, X, Y, **settings)
+    history = train(fast, X, Y, **settings, engine=engine)
+    assert history.engine == engine
     costs = straightforward_train(plain, X, Y, **settings)
     for mine, theirs in zip(fast.params, plain.params, strict=True):
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-12)
@@ -49,19 +61,19 @@ def test_fast_training_equals_the_straightforward_step(activation, output, lambd
         )
 
 
-def test_a_last_mini_batch_of_one_row_takes_the_example_path_and_equals_the_plain_step():
+def test_a_last_mini_batch_of_one_row_takes_the_example_path_and_equals_the_plain_step(engine):
     rng = np.random.default_rng(12)
     X, Y = rng.normal(size=(28, 5)), np.eye(3)[rng.integers(0, 3, 28)]  # 3 batches of 9, then 1 row
     fast, plain = (Network([5, 7, 3], activation="relu", seed=3) for _ in range(2))
     settings = dict(alpha=0.05, lambda_=0.3, beta=0.9, batch="mini-batch", batch_size=9, epochs=2, seed=1)
-    history = train(fast, X, Y, **settings)
+    history = train(fast, X, Y, **settings, engine=engine)
     costs = straightforward_train(plain, X, Y, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
     assert history[-1].train_cost == pytest.approx(np.mean(costs[4:]), rel=1e-12)
 
 
 @pytest.mark.parametrize("scale", [1e3, -1e3])
-def test_the_example_path_shifts_a_softmax_whose_exponentials_leave_the_safe_range(scale):
+def test_the_example_path_shifts_a_softmax_whose_exponentials_leave_the_safe_range(scale, engine):
     """z of ±1000 overflows e^z (or makes Σ e^z underflow) unshifted; the shifted softmax stays exact."""
     rng = np.random.default_rng(5)
     X, Y = rng.normal(size=(12, 4)), np.eye(3)[rng.integers(0, 3, 12)]
@@ -69,7 +81,7 @@ def test_the_example_path_shifts_a_softmax_whose_exponentials_leave_the_safe_ran
     for net in (fast, plain):
         net.layers[-1].b[...] = [scale, scale + 1.0, scale - 2.0]
     settings = dict(alpha=0.05, lambda_=0.1, beta=0.5, batch="stochastic", batch_size=1, epochs=1, seed=0)
-    history = train(fast, X, Y, **settings)
+    history = train(fast, X, Y, **settings, engine=engine)
     costs = straightforward_train(plain, X, Y, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
     assert np.isfinite(history[0].train_cost)
@@ -77,24 +89,26 @@ def test_the_example_path_shifts_a_softmax_whose_exponentials_leave_the_safe_ran
 
 
 @pytest.mark.parametrize("classes", [3, 40])  # Σ e^z of a few units in Python floats, of many in NumPy
-def test_the_example_path_sums_a_softmax_of_few_or_many_units_as_the_plain_step(classes):
+def test_the_example_path_sums_a_softmax_of_few_or_many_units_as_the_plain_step(classes, engine):
     rng = np.random.default_rng(9)
     X, Y = rng.normal(size=(20, 4)), np.eye(classes)[rng.integers(0, classes, 20)]
     fast, plain = (Network([4, 5, classes], activation="sigmoid", output="softmax", seed=7) for _ in range(2))
     settings = dict(alpha=0.1, lambda_=0.2, beta=0.9, batch="stochastic", batch_size=1, epochs=2, seed=4)
-    history = train(fast, X, Y, **settings)
+    history = train(fast, X, Y, **settings, engine=engine)
     costs = straightforward_train(plain, X, Y, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
     assert history[1].train_cost == pytest.approx(np.mean(costs[20:]), rel=1e-12)
 
 
-def test_the_example_path_reports_the_accuracy_of_each_example_before_its_step():
+def test_the_example_path_reports_the_accuracy_of_each_example_before_its_step(engine):
     from nncli.metrics import ACCURACY
 
     rng = np.random.default_rng(6)
     X, Y = rng.normal(size=(30, 4)), np.eye(3)[rng.integers(0, 3, 30)]
     fast, plain = (Network([4, 6, 3], activation="sigmoid", seed=1) for _ in range(2))
-    history = train(fast, X, Y, alpha=0.5, beta=0.0, batch="stochastic", epochs=1, seed=3, metric=ACCURACY)
+    history = train(
+        fast, X, Y, alpha=0.5, beta=0.0, batch="stochastic", epochs=1, seed=3, metric=ACCURACY, engine=engine
+    )
     correct = 0
     for rows in epoch_batches(30, BATCH_MODES["stochastic"], 1, np.random.default_rng(3)):
         correct += ACCURACY.batch_sum(plain.forward(X[rows]), Y[rows])
@@ -105,25 +119,25 @@ def test_the_example_path_reports_the_accuracy_of_each_example_before_its_step()
     assert history[0].train_metric == correct / 30
 
 
-def test_beta_zero_is_plain_gradient_descent():
+def test_beta_zero_is_plain_gradient_descent(engine):
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(10, 3)), np.eye(2)[rng.integers(0, 2, 10)]
     net = Network([3, 4, 2], activation="tanh", seed=1)
     for _ in range(5):
         _, dW, db = net.gradients(X, Y, 0.3)
         expected = [W - 0.1 * g for W, g in zip(net.weights + net.biases, dW + db, strict=True)]
-        train(net, X, Y, alpha=0.1, lambda_=0.3, beta=0.0, batch="batch", epochs=1)
+        train(net, X, Y, alpha=0.1, lambda_=0.3, beta=0.0, batch="batch", epochs=1, engine=engine)
         for mine, theirs in zip(net.weights + net.biases, expected, strict=True):
             np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-14)
 
 
-def test_float32_trains_in_float32_end_to_end():
+def test_float32_trains_in_float32_end_to_end(engine):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(64, 6)).astype(np.float32)
     Y = np.eye(3, dtype=np.float32)[rng.integers(0, 3, 64)]
     net = Network([6, 8, 3], activation="relu", seed=0, dtype=np.float32)
     wide = Network([6, 8, 3], activation="relu", seed=0)
-    history = train(net, X, Y, alpha=0.1, epochs=5, batch_size=16)
+    history = train(net, X, Y, alpha=0.1, epochs=5, batch_size=16, engine=engine)
     train(wide, X.astype(np.float64), Y.astype(np.float64), alpha=0.1, epochs=5, batch_size=16)
     assert net.theta.dtype == np.float32 and all(p.dtype == np.float32 for p in net.params)
     np.testing.assert_allclose(net.theta, wide.theta, rtol=0, atol=1e-4)
@@ -131,9 +145,7 @@ def test_float32_trains_in_float32_end_to_end():
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3])
-def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, cores):
-    import nncli.step
-
+def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, cores, engine):
     monkeypatch.setattr(nncli.step, "available_cores", lambda: cores)
     monkeypatch.setattr(nncli.step, "CHUNK_ROWS", 700)
     rng = np.random.default_rng(3)
@@ -142,17 +154,15 @@ def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, 
     kwargs = dict(activation="tanh", output="softmax", seed=5)
     settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="batch", batch_size=1, epochs=4, seed=0)
     fast, again, plain = (Network([6, 9, 3], **kwargs) for _ in range(3))
-    train(fast, X, Y, **settings)
-    train(again, X, Y, **settings)
+    train(fast, X, Y, **settings, engine=engine)
+    train(again, X, Y, **settings, engine=engine)
     straightforward_train(plain, X, Y, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
     assert fast.theta.tobytes() == again.theta.tobytes()  # deterministic for a given number of cores
 
 
 @pytest.mark.parametrize("batch", ["mini-batch", "stochastic"])  # the row path and the example path
-def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypatch, batch):
-    import nncli.step
-
+def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypatch, batch, engine):
     monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
     monkeypatch.setattr(nncli.step, "MIN_PARAMS_TO_SPLIT", 10)
     rng = np.random.default_rng(8)
@@ -160,7 +170,7 @@ def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypa
     Y = np.eye(3)[rng.integers(0, 3, 100)]
     settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch=batch, batch_size=16, epochs=3, seed=0)
     fast, plain = (Network([6, 9, 3], activation="relu", seed=5) for _ in range(2))
-    train(fast, X, Y, **settings)
+    train(fast, X, Y, **settings, engine=engine)
     straightforward_train(plain, X, Y, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
 
@@ -176,8 +186,6 @@ def _train_threaded(X, Y, queue=None):
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_a_forked_process_trains_on_threads_of_its_own(monkeypatch):
     import multiprocessing
-
-    import nncli.step
 
     monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
     rng = np.random.default_rng(4)

@@ -29,7 +29,7 @@ def problem(seed=0, m=90):
     return X, Y
 
 
-def make_trainer(X, Y, batch, patience=None, validation=None):
+def make_trainer(X, Y, batch, patience=None, validation=None, engine="auto"):
     net = Network([4, 6, 3], activation="tanh", output="softmax", seed=1)
     return Trainer(
         net,
@@ -44,6 +44,7 @@ def make_trainer(X, Y, batch, patience=None, validation=None):
         validation=validation,
         metric=ACCURACY,
         patience=patience,
+        engine=engine,
     )
 
 
@@ -57,23 +58,24 @@ def stop_after(steps):
     return should_stop
 
 
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
 @pytest.mark.parametrize("batch", sorted(BATCH_MODES))
 @pytest.mark.parametrize("when", [0.01, 0.2, 0.5, 0.77, 0.97])
-def test_a_run_stopped_at_any_step_and_restored_ends_bit_identical(batch, when):
+def test_a_run_stopped_at_any_step_and_restored_ends_bit_identical(batch, when, engine):
     X, Y = problem()
-    whole = make_trainer(X, Y, batch)
+    whole = make_trainer(X, Y, batch, engine=engine)
     whole.run(6)
     steps_per_epoch = {"batch": 1, "mini-batch": 6, "stochastic": 90}[batch]
     checks = 6 * (steps_per_epoch + 1)  # should_stop is asked before each step and after each epoch
-    first = make_trainer(X, Y, batch)
+    first = make_trainer(X, Y, batch, engine=engine)
     history = first.run(6, should_stop=stop_after(max(1, int(when * checks))))
     assert history.stop_reason == "interrupted"
     arrays, record = first.checkpoint()
     record = json.loads(json.dumps(record))  # as it goes through the checkpoint file
-    second = make_trainer(X, Y, batch)
+    second = make_trainer(X, Y, batch)  # engine auto: the checkpoint's engine is kept
     second.restore(arrays, record)
     history = second.run(6)
-    assert history.stop_reason == "completed" and len(history) == 6
+    assert history.stop_reason == "completed" and len(history) == 6 and history.engine == engine
     assert second.net.theta.tobytes() == whole.net.theta.tobytes()
     assert [r.train_cost for r in history] == [r.train_cost for r in whole.history()]
 

@@ -1,0 +1,311 @@
+"""The whole training step as one compiled function, for steps too small to pay for NumPy's calls.
+
+A step of a few rows through a small network is a few hundred thousand multiply-adds; the NumPy path
+spends more on its two dozen calls (each a few microseconds, however small its arrays) than on the
+arithmetic. Here numba compiles the same step — FP, BP and the momentum update — into one function, and
+a step costs one call. The formulas are the lecture's, written as the sums they are:
+
+- forward:   z^(l+1)_ij = b_j + Σ_k a^(l)_ik W_jk, then a^(l+1) = g(z^(l+1)) in place;
+- output:    a^(L) and the loss from z^(L) (``nncli.losses``), δ^(L) = c·(a^(L) − y), c = α(1 − β)/m;
+- gradient:  c·Δ^(l)_jk = Σ_i δ^(l+1)_ij a^(l)_ik and c·Σ_i δ^(l+1)_ij for the bias;
+- backward:  δ^(l)_ik = (Σ_j δ^(l+1)_ij W_jk) .* g′(z^(l)_ik), g′ written from a^(l);
+- update:    S := β S + c·Δ + c·λ·Θ (weights only), Θ := Θ − S, with Σ Θ² of the weights taken on the way
+             (the L2 term of J, for Θ before the update).
+
+Shapes: a^(l) is (m, s_l), W = Θ^(l) without its bias column is (s_{l+1}, s_l). Every loop's innermost
+index runs along memory, so the compiler vectorizes it. ``fastmath`` allows reassociating sums and fused
+multiply-adds: the result differs from the NumPy path's in the last bits (the tests hold them to 1e-12
+in float64), and is the same on every run of one machine.
+
+This module imports numba; ``nncli.engines`` imports it only for the ``compiled`` engine.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from nncli.activations import LEAKY_SLOPE
+from nncli.layers import Dense
+
+HIDDEN_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3}
+OUTPUT_CODES = {"sigmoid": 0, "softmax": 1, "linear": 2}
+
+_compiled = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+
+
+@_compiled
+def _forward(a, W, b, z):
+    """z = a Wᵀ + b: (m, s_l) · (s_{l+1}, s_l)ᵀ + (s_{l+1},). Four units at a time, so that each a_ik
+    loaded serves four sums."""
+    zero = a.dtype.type(0.0)
+    units = W.shape[0]
+    for i in range(a.shape[0]):
+        j = 0
+        while j + 4 <= units:
+            t0 = t1 = t2 = t3 = zero
+            for k in range(a.shape[1]):
+                x = a[i, k]
+                t0 += x * W[j, k]
+                t1 += x * W[j + 1, k]
+                t2 += x * W[j + 2, k]
+                t3 += x * W[j + 3, k]
+            z[i, j] = t0 + b[j]
+            z[i, j + 1] = t1 + b[j + 1]
+            z[i, j + 2] = t2 + b[j + 2]
+            z[i, j + 3] = t3 + b[j + 3]
+            j += 4
+        while j < units:
+            t0 = zero
+            for k in range(a.shape[1]):
+                t0 += a[i, k] * W[j, k]
+            z[i, j] = t0 + b[j]
+            j += 1
+
+
+@_compiled
+def _activate(z, code):
+    """z := g(z), with the formulas of ``nncli.activations``."""
+    one, two = z.dtype.type(1.0), z.dtype.type(2.0)
+    slope = z.dtype.type(LEAKY_SLOPE)
+    flat = z.reshape(z.size)
+    if code == 0:  # sigmoid: 1 / (1 + e^(−z))
+        for p in range(flat.size):
+            flat[p] = one / (one + np.exp(-flat[p]))
+    elif code == 1:  # tanh: 1 − 2 / (e^(2z) + 1)
+        for p in range(flat.size):
+            flat[p] = one - two / (np.exp(two * flat[p]) + one)
+    elif code == 2:  # relu: max(0, z)
+        for p in range(flat.size):
+            flat[p] = max(flat[p], z.dtype.type(0.0))
+    else:  # leaky relu: max(z, 0.01 z)
+        for p in range(flat.size):
+            flat[p] = max(flat[p], slope * flat[p])
+
+
+@_compiled
+def _scale_by_g_prime(delta, a, code):
+    """δ .*= g′(z), written from a = g(z)."""
+    one = a.dtype.type(1.0)
+    slope = a.dtype.type(LEAKY_SLOPE)
+    d, flat = delta.reshape(delta.size), a.reshape(a.size)
+    if code == 0:  # a (1 − a)
+        for p in range(flat.size):
+            d[p] *= flat[p] * (one - flat[p])
+    elif code == 1:  # 1 − a²
+        for p in range(flat.size):
+            d[p] *= one - flat[p] * flat[p]
+    elif code == 2:  # 1 where a > 0, else 0
+        for p in range(flat.size):
+            if not flat[p] > 0:
+                d[p] = 0
+    else:  # 1 where a > 0, else 0.01
+        for p in range(flat.size):
+            if not flat[p] > 0:
+                d[p] *= slope
+
+
+@_compiled
+def _output_and_delta(z, Y, delta, c, code):
+    """Overwrite z^(L) with a^(L), write δ^(L) = c·(a − y), return the loss summed over the rows."""
+    one = z.dtype.type(1.0)
+    loss = 0.0
+    m, K = z.shape
+    if code == 0:  # sigmoid, cross-entropy log(1 + e^z) − y·z
+        for i in range(m):
+            for k in range(K):
+                v = z[i, k]
+                loss += max(v, 0.0) + np.log1p(np.exp(-abs(v))) - Y[i, k] * v
+                z[i, k] = one / (one + np.exp(-v))
+    elif code == 1:  # softmax, log Σ_j e^(s_j) − y·s with s = z − max z
+        for i in range(m):
+            top = z[i, 0]
+            for k in range(1, K):
+                top = max(top, z[i, k])
+            total = z.dtype.type(0.0)
+            for k in range(K):
+                shifted = z[i, k] - top
+                loss -= Y[i, k] * shifted
+                z[i, k] = np.exp(shifted)
+                total += z[i, k]
+            loss += np.log(total)
+            for k in range(K):
+                z[i, k] /= total
+    else:  # linear, ½ (a − y)²
+        for i in range(m):
+            for k in range(K):
+                residual = z[i, k] - Y[i, k]
+                loss += 0.5 * residual * residual
+    for i in range(m):
+        for k in range(K):
+            delta[i, k] = c * (z[i, k] - Y[i, k])
+    return loss
+
+
+@_compiled
+def _gradient(delta, a, grad_W, grad_b):
+    """c·Δ = δᵀ a (s_{l+1}, s_l) and c·Σ_i δ_i (s_{l+1},), written over what the arrays held. Four
+    examples at a time, so that each entry of Δ is loaded and stored once per four products."""
+    grad_W[:] = 0
+    grad_b[:] = 0
+    m = a.shape[0]
+    i = 0
+    while i + 4 <= m:
+        for j in range(delta.shape[1]):
+            d0, d1, d2, d3 = delta[i, j], delta[i + 1, j], delta[i + 2, j], delta[i + 3, j]
+            grad_b[j] += d0 + d1 + d2 + d3
+            for k in range(a.shape[1]):
+                grad_W[j, k] += d0 * a[i, k] + d1 * a[i + 1, k] + d2 * a[i + 2, k] + d3 * a[i + 3, k]
+        i += 4
+    while i < m:
+        for j in range(delta.shape[1]):
+            d0 = delta[i, j]
+            grad_b[j] += d0
+            for k in range(a.shape[1]):
+                grad_W[j, k] += d0 * a[i, k]
+        i += 1
+
+
+@_compiled
+def _propagate(delta, W, below):
+    """δ W: (m, s_{l+1}) · (s_{l+1}, s_l), before the .* g′. Four units at a time."""
+    below[:] = 0
+    units = W.shape[0]
+    for i in range(delta.shape[0]):
+        j = 0
+        while j + 4 <= units:
+            d0, d1, d2, d3 = delta[i, j], delta[i, j + 1], delta[i, j + 2], delta[i, j + 3]
+            for k in range(W.shape[1]):
+                below[i, k] += d0 * W[j, k] + d1 * W[j + 1, k] + d2 * W[j + 2, k] + d3 * W[j + 3, k]
+            j += 4
+        while j < units:
+            d0 = delta[i, j]
+            for k in range(W.shape[1]):
+                below[i, k] += d0 * W[j, k]
+            j += 1
+
+
+@_compiled
+def momentum_update(S, theta, G, n_weights, beta, decay):
+    """S := β S + G + decay·Θ on the first ``n_weights`` entries (β S + G on the rest), Θ := Θ − S;
+    returns Σ Θ² over those entries, of Θ as it was before the update."""
+    squares = 0.0
+    for p in range(n_weights):
+        t = theta[p]
+        squares += t * t
+        s = beta * S[p] + G[p] + decay * t
+        S[p] = s
+        theta[p] = t - s
+    for p in range(n_weights, theta.size):
+        s = beta * S[p] + G[p]
+        S[p] = s
+        theta[p] = theta[p] - s
+    return squares
+
+
+@_compiled
+def step(X, Y, rows, start, theta, S, G, work, sizes, offsets, hyper, codes):
+    """One step on m = ``work``'s batch rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
+
+    ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ, then the
+    number of regularized entries; ``hyper`` = (c, β, c·λ); ``codes`` = (hidden, output). ``work`` holds,
+    packed for this m: the gathered X rows a^(1), a^(2) … a^(L+1), the gathered Y rows, δ^(2) … δ^(L+1).
+    Returns (loss summed over the rows, Σ Θ² of the weights before the update).
+    """
+    m, layers = sizes[0], sizes.size - 2
+    c, beta, decay = hyper[0], hyper[1], hyper[2]
+    hidden, output = codes[0], codes[1]
+    n_weights = offsets[2 * layers]
+
+    # views of work, laid out as above
+    position = 0
+    activations = []
+    for level in range(layers + 1):
+        activations.append(work[position : position + m * sizes[level + 1]].reshape((m, sizes[level + 1])))
+        position += m * sizes[level + 1]
+    K = sizes[layers + 1]
+    Y_batch = work[position : position + m * K].reshape((m, K))
+    position += m * K
+    deltas = []
+    for level in range(layers):
+        deltas.append(work[position : position + m * sizes[level + 2]].reshape((m, sizes[level + 2])))
+        position += m * sizes[level + 2]
+
+    # the batch's rows
+    A0 = activations[0]
+    for i in range(m):
+        row = rows[i] if rows.size else start + i
+        A0[i, :] = X[row, :]
+        Y_batch[i, :] = Y[row, :]
+
+    # FP
+    for level in range(layers):
+        s_in, s_out = sizes[level + 1], sizes[level + 2]
+        W = theta[offsets[2 * level] : offsets[2 * level] + s_out * s_in].reshape((s_out, s_in))
+        b = theta[offsets[2 * level + 1] : offsets[2 * level + 1] + s_out]
+        _forward(activations[level], W, b, activations[level + 1])
+        if level < layers - 1:
+            _activate(activations[level + 1], hidden)
+    loss = _output_and_delta(activations[layers], Y_batch, deltas[layers - 1], c, output)
+
+    # BP, the gradient c·Δ into G
+    for level in range(layers - 1, -1, -1):
+        s_in, s_out = sizes[level + 1], sizes[level + 2]
+        w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
+        grad_W = G[w_at : w_at + s_out * s_in].reshape((s_out, s_in))
+        _gradient(deltas[level], activations[level], grad_W, G[b_at : b_at + s_out])
+        if level > 0:
+            W = theta[w_at : w_at + s_out * s_in].reshape((s_out, s_in))
+            _propagate(deltas[level], W, deltas[level - 1])
+            _scale_by_g_prime(deltas[level - 1], activations[level], hidden)
+
+    squares = momentum_update(S, theta, G, n_weights, beta, decay)
+    return loss, squares
+
+
+class CompiledStep:
+    """Steps of m rows on ``net`` through ``step``: the network's shape, offsets and codes, and the work
+    buffer, made once. ``run`` updates θ and S in place, and leaves a^(L) and the batch's Y rows in
+    ``outputs`` and ``targets`` for a metric."""
+
+    def __init__(self, net, m: int, S: np.ndarray, gradient: np.ndarray, c, beta, decay) -> None:
+        self.net, self.S, self.gradient = net, S, gradient
+        sizes = net.layer_sizes
+        self.sizes = np.array([m, *sizes], dtype=np.int64)
+        starts = []
+        for layer in net.layers:
+            starts += [net.slices[(id(layer), index)].start for index in range(2)]
+        self.offsets = np.array([*starts, net.n_regularized], dtype=np.int64)
+        self.hyper = np.array([c, beta, decay], dtype=net.dtype)
+        self.codes = np.array([HIDDEN_CODES[net.hidden.name], OUTPUT_CODES[net.output.name]], dtype=np.int64)
+        rows_of_work = sum(sizes) + sizes[-1] + sum(sizes[1:])
+        self.work = np.zeros(m * rows_of_work, dtype=net.dtype)
+        K, at = sizes[-1], m * sum(sizes[:-1])
+        self.outputs = self.work[at : at + m * K].reshape(m, K)
+        self.targets = self.work[at + m * K : at + 2 * m * K].reshape(m, K)
+        self._no_rows = np.empty(0, dtype=np.int64)
+
+    def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
+        """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
+        if rows.__class__ is slice:
+            index, start = self._no_rows, rows.start
+        else:
+            index, start = rows, 0
+        return step(
+            X, Y, index, start, self.net.theta, self.S, self.gradient, self.work,
+            self.sizes, self.offsets, self.hyper, self.codes,
+        )  # fmt: skip
+
+
+def usable() -> bool:
+    """False when numba runs as plain Python (NUMBA_DISABLE_JIT=1), far slower than NumPy."""
+    return not numba.config.DISABLE_JIT
+
+
+def serves(net) -> bool:
+    """Whether ``step`` can train ``net``: fully connected layers and units it knows."""
+    return (
+        all(type(layer) is Dense for layer in net.layers)
+        and net.hidden.name in HIDDEN_CODES
+        and net.output.name in OUTPUT_CODES
+    )

@@ -1,0 +1,135 @@
+"""The engines: which one a run picks, what it says, and that a run keeps its engine across a resume."""
+
+import json
+
+import numba
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import nncli.step
+from nncli import Network, compiled, engines, train
+from nncli.cli import main
+from nncli.errors import NncliError
+from nncli.step import FastStep
+from nncli.train import Trainer
+
+CONFIG = """data: {path: small.csv, target: label}
+model: {hidden: [3], activation: tanh}
+training: {alpha: 0.5, batch: batch, epochs: EPOCHS, engine: ENGINE}
+output: {dir: out}
+"""
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def problem(m=40):
+    rng = np.random.default_rng(2)
+    return rng.normal(size=(m, 4)), np.eye(3)[rng.integers(0, 3, m)]
+
+
+def test_auto_takes_numpy_for_a_run_of_moments_and_the_compiled_step_for_a_run_of_seconds():
+    # 1,797 rows of 64-64-10 in steps of 32: about 4.9 ms an epoch on the numpy engine, by the estimate
+    per_epoch = engines.numpy_seconds(n_weights=4736, rows=1797, steps=57, epochs=1)
+    assert per_epoch == pytest.approx(57 * 40e-6 + 6 * 1797 * 4736 / 20e9)
+    enough = int(np.ceil(engines.AUTO_MIN_SECONDS / per_epoch))
+    assert engines.resolve("auto", 4736, 1797, 57, enough - 1) == "numpy"
+    assert engines.resolve("auto", 4736, 1797, 57, enough) == "compiled"
+    assert engines.resolve("numpy", 4736, 1797, 57, 10**6) == "numpy"
+    assert engines.resolve("compiled", 4736, 1797, 57, 1) == "compiled"
+
+
+def test_without_numba_auto_takes_numpy_and_compiled_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(engines, "kernels", lambda: None)
+    assert engines.resolve("auto", 4736, 1797, 57, 10**6) == "numpy"
+    with pytest.raises(NncliError, match=r"engine 'compiled' needs numba.*pip install numba"):
+        engines.resolve("compiled", 4736, 1797, 57, 1)
+    X, Y = problem()
+    with pytest.raises(NncliError, match="needs numba"):
+        train(Network([4, 5, 3], seed=0), X, Y, engine="compiled")
+
+
+def test_numba_running_as_plain_python_is_not_used(monkeypatch):
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    assert not compiled.usable()
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", False)
+    assert compiled.usable()
+
+
+def test_an_unknown_engine_is_named_with_the_choices():
+    X, Y = problem()
+    with pytest.raises(NncliError, match="unknown engine 'fast'; expected one of: auto, numpy, compiled"):
+        train(Network([4, 5, 3], seed=0), X, Y, engine="fast")
+
+
+def test_the_compiled_engine_takes_a_small_step_in_one_call_and_a_large_one_on_blas(monkeypatch):
+    X, Y = problem()
+    net = Network([4, 5, 3], seed=0)
+    step = FastStep(net, 0.1, 0.01, 0.9, engine="compiled")
+    step.take(X, Y, np.arange(8))
+    assert step._layouts[8].compiled is not None and step._layouts[8].workers == []
+    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 8 * net.n_regularized - 1)
+    step.take(X, Y, np.arange(9))  # 9 rows are more work than the compiled step takes
+    assert step._layouts[9].compiled is None and len(step._layouts[9].workers) == 1
+    numpy_step = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="numpy")
+    numpy_step.take(X, Y, np.arange(8))
+    assert numpy_step._layouts[8].compiled is None and numpy_step._kernels is None
+
+
+@pytest.mark.parametrize("batch", ["batch", "mini-batch", "stochastic"])
+def test_the_compiled_engine_gives_the_same_bits_on_every_run(batch):
+    X, Y = problem()
+    nets = [Network([4, 7, 3], activation="relu", seed=3) for _ in range(2)]
+    for net in nets:
+        train(net, X, Y, alpha=0.1, lambda_=0.05, batch=batch, batch_size=8, epochs=4, engine="compiled")
+    assert nets[0].theta.tobytes() == nets[1].theta.tobytes()
+
+
+def test_a_checkpoint_from_before_engines_resumes_on_numpy_calls():
+    X, Y = problem()
+    whole = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8, engine="numpy")
+    whole.run(4)
+    first = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8, engine="numpy")
+    first.run(2)
+    arrays, record = first.checkpoint()
+    del record["engine"]  # as an older nncli wrote it
+    second = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8)
+    second.restore(arrays, record)
+    history = second.run(4)
+    assert history.engine == "numpy"
+    assert second.net.theta.tobytes() == whole.net.theta.tobytes()
+
+
+def test_a_resumed_run_keeps_its_engine_however_long_it_now_runs():
+    X, Y = problem()
+    first = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8)
+    assert first.run(2).engine == "numpy"  # a run of moments
+    second = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8)
+    second.restore(*first.checkpoint())
+    assert second.run(10**6, should_stop=lambda: second.state.epoch >= 3).engine == "numpy"
+
+
+def test_the_command_line_reports_the_engine_and_refuses_to_resume_on_another(workdir):
+    (workdir / "run.yaml").write_text(CONFIG.replace("EPOCHS", "5").replace("ENGINE", "compiled"))
+    result = invoke("train", "run.yaml")
+    assert result.exit_code == 0, result.output
+    assert "for 5 epochs in" in result.stderr and "on the compiled engine" in result.stderr
+    assert json.loads((workdir / "out/metrics.json").read_text())["engine"] == "compiled"
+    (workdir / "run.yaml").write_text(CONFIG.replace("EPOCHS", "9").replace("ENGINE", "numpy"))
+    result = invoke("train", "run.yaml", "--resume")
+    assert result.exit_code == 2
+    assert "with training.engine 'numpy': it was trained with 'compiled'" in result.stderr
+    (workdir / "run.yaml").write_text(CONFIG.replace("EPOCHS", "9").replace("ENGINE", "auto"))
+    result = invoke("train", "run.yaml", "--resume", "-q")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((workdir / "out/metrics.json").read_text())
+    assert metrics["engine"] == "compiled" and metrics["epochs"] == 9
+
+
+def test_a_config_names_an_unknown_engine(workdir):
+    (workdir / "run.yaml").write_text(CONFIG.replace("EPOCHS", "5").replace("ENGINE", "gpu"))
+    result = invoke("train", "run.yaml")
+    assert result.exit_code == 2
+    assert "training.engine" in result.stderr and "auto, numpy, compiled" in result.stderr

@@ -58,7 +58,8 @@ def measure(workload, dtype, reps: int) -> tuple[dict[str, float], dict[str, flo
     runs = {name: prepare(workload, dtype) for name, prepare in CONTENDERS.items()}
     runs = {name: run for name, run in runs.items() if run is not None}
     epochs = {}
-    for name, run in runs.items():  # warm up, and choose how many epochs make one sample
+    for name, run in runs.items():  # warm up, then choose how many epochs make one sample
+        run(1)  # the first call pays for one-time work: numba's load, PyTorch's and BLAS's thread start-up
         start = time.perf_counter()
         run(1)
         once = time.perf_counter() - start

@@ -1,7 +1,9 @@
-"""One epoch of a workload, three ways: nncli, scikit-learn's MLPClassifier and a PyTorch loop.
+"""One epoch of a workload, four ways: nncli's compiled and numpy engines, scikit-learn's MLPClassifier
+and a PyTorch loop.
 
 Each ``prepare_*`` returns a function ``run(epochs)`` that trains that many more epochs, or None when the
-library is missing: nncli in one ``nncli.train`` call, as a user trains; scikit-learn with one
+library is missing: nncli in one ``nncli.train`` call, as a user trains (with the engine named, since a
+sample of a fraction of a second is shorter than the runs ``auto`` compiles); scikit-learn with one
 ``partial_fit`` per epoch; PyTorch in a plain loop.
 All use the workload's sizes, activations, learning rate α, momentum β, L2 strength λ and batches.
 """
@@ -16,7 +18,7 @@ from workloads import ALPHA, BETA, LAMBDA, Workload
 import nncli
 
 
-def prepare_nncli(w: Workload, dtype):
+def prepare_nncli(w: Workload, dtype, engine: str = "compiled"):
     X, Y, _ = w.data(dtype)
     init = "he" if w.activation == "relu" else "xavier"
     net = nncli.Network(
@@ -37,9 +39,14 @@ def prepare_nncli(w: Workload, dtype):
             batch_size=w.batch_size,
             epochs=epochs,
             seed=calls[0],
+            engine=engine,
         )
 
     return run
+
+
+def prepare_nncli_numpy(w: Workload, dtype):
+    return prepare_nncli(w, dtype, engine="numpy")
 
 
 def prepare_sklearn(w: Workload, dtype):
@@ -128,4 +135,9 @@ def prepare_torch(w: Workload, dtype):
     return run
 
 
-CONTENDERS = {"nncli": prepare_nncli, "scikit-learn": prepare_sklearn, "pytorch": prepare_torch}
+CONTENDERS = {
+    "nncli": prepare_nncli,
+    "nncli numpy": prepare_nncli_numpy,
+    "scikit-learn": prepare_sklearn,
+    "pytorch": prepare_torch,
+}

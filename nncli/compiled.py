@@ -22,6 +22,8 @@ This module imports numba; ``nncli.engines`` imports it only for the ``compiled`
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -31,7 +33,9 @@ from nncli.layers import Dense
 HIDDEN_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3}
 OUTPUT_CODES = {"sigmoid": 0, "softmax": 1, "linear": 2}
 
-_compiled = numba.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nsz"})
+# error_model="numpy": a division by 0 gives inf or nan as in NumPy, with no check that stops the
+# compiler from vectorizing the loop.
+_compiled = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
 
 
 @_compiled
@@ -63,24 +67,83 @@ def _forward(a, W, b, z):
             j += 1
 
 
-@_compiled
+# e^x for the sigmoid and tanh: numba's np.exp is a call per number, which the compiler cannot vectorize.
+# Here e^x = 2^n e^r with n = round(x / ln 2) and r = x − n ln 2, |r| ≤ ln 2 / 2: ln 2 is split in two so
+# that n·ln2_hi is exact; e^r is its Taylor series to r^13 (the first term left out is below 1e-17 of
+# e^r); 2^n is made from its exponent bits. Adding 1.5·2^52 rounds x / ln 2 to the integer n and leaves n
+# in the low bits. The result is within a few ulp of the C library's exp (the tests compare them).
+_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
+_INV_LN2 = 1.4426950408889634
+_SHIFTER = 6755399441055744.0  # 1.5·2^52
+_SHIFTER_BITS = int(np.float64(_SHIFTER).view(np.int64))
+_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13!, …, 1/1!, 1/0!
+_BLOCK = 256  # numbers per pass: the block's three passes stay in the first-level cache
+_SIGMOID_RANGE = (-709.0, 708.0)  # e^(−z) within the normal doubles; beyond, σ(z) is 0 or 1 to 1e-308
+_TANH_RANGE = 20.0  # tanh(±20) is ±1 to the last bit, so e^(2z) is taken for |z| ≤ 20 only
+
+# No reassociation here: it would undo the rounding by 1.5·2^52 and the two-part reduction.
+_exact = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+
+
+@_exact
+def _exp_block(x, e, e_bits):
+    """e := e^x for a block of x within ±708 (x is overwritten); ``e_bits`` is e viewed as int64."""
+    c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = _TAYLOR
+    for q in range(x.size):
+        shifted = x[q] * _INV_LN2 + _SHIFTER
+        n = shifted - _SHIFTER
+        r = (x[q] - n * _LN2_HI) - n * _LN2_LO
+        p = c13 * r + c12
+        p = p * r + c11
+        p = p * r + c10
+        p = p * r + c9
+        p = p * r + c8
+        p = p * r + c7
+        p = p * r + c6
+        p = p * r + c5
+        p = p * r + c4
+        p = p * r + c3
+        p = p * r + c2
+        p = p * r + c1
+        x[q] = p * r + c0
+        e[q] = shifted
+    for q in range(x.size):
+        e_bits[q] = (e_bits[q] - _SHIFTER_BITS + 1023) << 52  # the bits of 2^n
+    for q in range(x.size):
+        e[q] *= x[q]
+
+
+@_exact
 def _activate(z, code):
-    """z := g(z), with the formulas of ``nncli.activations``."""
-    one, two = z.dtype.type(1.0), z.dtype.type(2.0)
-    slope = z.dtype.type(LEAKY_SLOPE)
+    """z := g(z), with the formulas of ``nncli.activations``: σ(z) = 1 / (1 + e^(−z)),
+    tanh(z) = 1 − 2 / (e^(2z) + 1), relu max(0, z), leaky relu max(z, 0.01 z). nan stays nan."""
     flat = z.reshape(z.size)
-    if code == 0:  # sigmoid: 1 / (1 + e^(−z))
+    if code >= 2:
+        slope = z.dtype.type(LEAKY_SLOPE) if code == 3 else z.dtype.type(0.0)
         for p in range(flat.size):
-            flat[p] = one / (one + np.exp(-flat[p]))
-    elif code == 1:  # tanh: 1 − 2 / (e^(2z) + 1)
-        for p in range(flat.size):
-            flat[p] = one - two / (np.exp(two * flat[p]) + one)
-    elif code == 2:  # relu: max(0, z)
-        for p in range(flat.size):
-            flat[p] = max(flat[p], z.dtype.type(0.0))
-    else:  # leaky relu: max(z, 0.01 z)
-        for p in range(flat.size):
-            flat[p] = max(flat[p], slope * flat[p])
+            if flat[p] < 0:
+                flat[p] *= slope
+        return
+    x, e = np.empty(_BLOCK), np.empty(_BLOCK)
+    e_bits = e.view(np.int64)
+    low, high = (_SIGMOID_RANGE[0], _SIGMOID_RANGE[1]) if code == 0 else (-_TANH_RANGE, _TANH_RANGE)
+    scale = -1.0 if code == 0 else 2.0
+    for start in range(0, flat.size, _BLOCK):
+        part = flat[start : start + _BLOCK]
+        size = part.size
+        xs, es = x[:size], e[:size]
+        for q in range(size):
+            v = part[q]
+            v = high if v > high else v  # comparisons, not min/max, so that nan stays nan
+            v = low if v < low else v
+            xs[q] = scale * v
+        _exp_block(xs, es, e_bits[:size])
+        if code == 0:
+            for q in range(size):
+                part[q] = 1.0 / (1.0 + es[q])
+        else:
+            for q in range(size):
+                part[q] = 1.0 - 2.0 / (es[q] + 1.0)
 
 
 @_compiled
@@ -297,6 +360,28 @@ class CompiledStep:
         )  # fmt: skip
 
 
+class CompiledUnits:
+    """The hidden and output units of ``net`` through this module's kernels, for the steps that keep
+    BLAS for their products: the same methods as ``nncli.step.NumpyUnits``, one pass each."""
+
+    def __init__(self, net) -> None:
+        self.hidden, self.output = HIDDEN_CODES[net.hidden.name], OUTPUT_CODES[net.output.name]
+
+    def activate(self, z: np.ndarray, scratch: np.ndarray) -> None:
+        _activate(z, self.hidden)
+
+    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
+        _scale_by_g_prime(delta, a, self.hidden)
+
+    def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c) -> float:
+        return _output_and_delta(z, Y, delta, c, self.output)
+
+
+def knows_units(net) -> bool:
+    """Whether the kernels have ``net``'s hidden activation and output unit."""
+    return net.hidden.name in HIDDEN_CODES and net.output.name in OUTPUT_CODES
+
+
 def usable() -> bool:
     """False when numba runs as plain Python (NUMBA_DISABLE_JIT=1), far slower than NumPy."""
     return not numba.config.DISABLE_JIT
@@ -304,8 +389,4 @@ def usable() -> bool:
 
 def serves(net) -> bool:
     """Whether ``step`` can train ``net``: fully connected layers and units it knows."""
-    return (
-        all(type(layer) is Dense for layer in net.layers)
-        and net.hidden.name in HIDDEN_CODES
-        and net.output.name in OUTPUT_CODES
-    )
+    return all(type(layer) is Dense for layer in net.layers) and knows_units(net)

@@ -102,6 +102,29 @@ class _Worker:
             self.chunks += [_Chunk(net, span, store, extra_views, (extra, gradient)) for span in spans[1:]]
 
 
+class NumpyUnits:
+    """The hidden and output units of ``net`` through NumPy calls, in place (``nncli.activations``,
+    ``nncli.losses``); ``nncli.compiled.CompiledUnits`` offers the same three methods."""
+
+    def __init__(self, net: Network) -> None:
+        self.hidden, self.output = net.hidden, net.output
+
+    def activate(self, z: np.ndarray, scratch: np.ndarray) -> None:
+        """z := g(z)."""
+        self.hidden.g_inplace(z, scratch)
+
+    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
+        """δ .*= g′(z), from a = g(z)."""
+        self.hidden.scale_by_g_prime(delta, a, scratch)
+
+    def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c: np.floating) -> float:
+        """z^(L) := a^(L), δ^(L) := c·(a^(L) − y); returns the loss summed over the rows."""
+        loss = self.output.activate_and_loss_inplace(z, Y)
+        np.subtract(z, Y, out=delta)
+        delta *= c
+        return loss
+
+
 @dataclass
 class _Range:
     """One thread's part of the update: views of S, θ and the gradients over a range of θ."""
@@ -154,6 +177,8 @@ class FastStep:
         self._pool: ThreadPoolExecutor | None = None
         # nncli.compiled for the compiled engine (see nncli.engines), None for NumPy calls only
         self._kernels = engines.required_kernels() if engine == "compiled" else None
+        compiled_units = self._kernels is not None and self._kernels.knows_units(net)
+        self._units = self._kernels.CompiledUnits(net) if compiled_units else NumpyUnits(net)
         self._blas_limit = None
 
     def close(self) -> None:
@@ -277,21 +302,18 @@ class FastStep:
             X.take(part, axis=0, out=X_batch, mode="clip")
             Y.take(part, axis=0, out=Y_batch, mode="clip")
         activations, scratch, deltas = chunk.activations, chunk.scratch, chunk.deltas
-        hidden, layers = net.hidden, net.layers
+        units, layers = self._units, net.layers
         a = X_batch
         for index, layer in enumerate(layers[:-1]):
             z = activations[index]
             layer.forward_into(a, z)
-            hidden.g_inplace(z, scratch[index])
+            units.activate(z, scratch[index])
             a = z
-        a_out = activations[-1]
+        a_out, delta = activations[-1], deltas[-1]
         layers[-1].forward_into(a, a_out)
-        loss = net.output.activate_and_loss_inplace(a_out, Y_batch)
+        loss = units.output_and_delta(a_out, Y_batch, delta, c)
         metric_sum = self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
 
-        delta = deltas[-1]
-        np.subtract(a_out, Y_batch, out=delta)
-        delta *= c
         views = chunk.gradient_views
         for index in range(len(layers) - 1, -1, -1):
             layer = layers[index]
@@ -300,7 +322,7 @@ class FastStep:
             if index > 0:
                 below = deltas[index - 1]
                 layer.propagate_into(delta, below)
-                hidden.scale_by_g_prime(below, below_a, scratch[index - 1])
+                units.scale_by_g_prime(below, below_a, scratch[index - 1])
                 delta = below
         return loss, metric_sum
 

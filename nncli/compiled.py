@@ -78,7 +78,7 @@ _SHIFTER = 6755399441055744.0  # 1.5·2^52
 _SHIFTER_BITS = int(np.float64(_SHIFTER).view(np.int64))
 _TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13!, …, 1/1!, 1/0!
 _BLOCK = 256  # numbers per pass: the block's three passes stay in the first-level cache
-_SIGMOID_RANGE = (-709.0, 708.0)  # e^(−z) within the normal doubles; beyond, σ(z) is 0 or 1 to 1e-308
+_SIGMOID_RANGE = (-709.0, 708.0)  # e^(−z) within the normal doubles; beyond, σ(z) is 0 or 1
 _TANH_RANGE = 20.0  # tanh(±20) is ±1 to the last bit, so e^(2z) is taken for |z| ≤ 20 only
 
 # No reassociation here: it would undo the rounding by 1.5·2^52 and the two-part reduction.
@@ -118,8 +118,13 @@ def _activate(z, code):
     """z := g(z), with the formulas of ``nncli.activations``: σ(z) = 1 / (1 + e^(−z)),
     tanh(z) = 1 − 2 / (e^(2z) + 1), relu max(0, z), leaky relu max(z, 0.01 z). nan stays nan."""
     flat = z.reshape(z.size)
-    if code >= 2:
-        slope = z.dtype.type(LEAKY_SLOPE) if code == 3 else z.dtype.type(0.0)
+    if code == 2:
+        for p in range(flat.size):
+            if flat[p] < 0:
+                flat[p] = 0
+        return
+    if code == 3:
+        slope = z.dtype.type(LEAKY_SLOPE)
         for p in range(flat.size):
             if flat[p] < 0:
                 flat[p] *= slope
@@ -138,9 +143,9 @@ def _activate(z, code):
             v = low if v < low else v
             xs[q] = scale * v
         _exp_block(xs, es, e_bits[:size])
-        if code == 0:
+        if code == 0:  # part still holds z: below the range, e^(−z) overflows and σ(z) is 0, as in NumPy
             for q in range(size):
-                part[q] = 1.0 / (1.0 + es[q])
+                part[q] = 0.0 if part[q] < low else 1.0 / (1.0 + es[q])
         else:
             for q in range(size):
                 part[q] = 1.0 - 2.0 / (es[q] + 1.0)

@@ -133,3 +133,60 @@ def test_a_config_names_an_unknown_engine(workdir):
     result = invoke("train", "run.yaml")
     assert result.exit_code == 2
     assert "training.engine" in result.stderr and "auto, numpy, compiled" in result.stderr
+
+
+# ------------------------------------------------------------------ the compiled units
+
+
+def test_the_compiled_sigmoid_and_tanh_agree_with_numpy_to_a_few_ulp():
+    from nncli.activations import sigmoid, tanh
+
+    rng = np.random.default_rng(0)
+    edges = [0.0, -0.0, 1e-300, -1e-300, 1e-9, 19.999, 20.0, 20.5, -20.5, 300.0, -300.0, 708.0, 709.5, -745.0]
+    z = np.concatenate([rng.normal(size=5000) * 4, np.linspace(-40, 40, 20001), edges])
+    for code, numpy_engine, exact in ((0, sigmoid, None), (1, tanh, np.tanh(z))):
+        mine = z.copy()
+        compiled._activate(mine, code)
+        reference = numpy_engine(z)
+        # values lie in [−1, 1]: a few units of the last place near 1, and relatively so away from 0
+        assert np.max(np.abs(mine - reference)) <= 2 * np.finfo(np.float64).eps
+        away = np.abs(reference) > 0.5
+        assert np.max(np.abs(mine - reference)[away] / np.abs(reference[away])) <= 1e-15
+        if exact is not None:  # the formula 1 − 2/(e^(2z) + 1) itself is as close to tanh on both engines
+            assert np.max(np.abs(mine - exact)) <= 2 * np.finfo(np.float64).eps
+    mine = np.array([20.0, 1000.0, -1000.0])
+    compiled._activate(mine, 1)
+    assert mine.tolist() == [1.0, 1.0, -1.0]  # tanh of |z| ≥ 20 is ±1 exactly, as in double precision
+    sigmoid = np.array([800.0, -800.0])
+    compiled._activate(sigmoid, 0)
+    assert sigmoid[0] == 1.0 and 0.0 <= sigmoid[1] < 1e-300
+
+
+@pytest.mark.parametrize("code", [0, 1, 2, 3])
+def test_the_compiled_activations_keep_nan_and_saturate_at_infinity(code):
+    z = np.array([np.nan, np.inf, -np.inf, 0.5], dtype=np.float64)
+    compiled._activate(z, code)
+    assert np.isnan(z[0])
+    limits = {0: (1.0, 0.0), 1: (1.0, -1.0), 2: (np.inf, 0.0), 3: (np.inf, -np.inf)}[code]
+    assert (z[1], z[2]) == limits
+
+
+def test_the_compiled_float32_activations_match_float64():
+    z = np.random.default_rng(1).normal(size=(300, 7)) * 5
+    for code in range(4):
+        wide, narrow = z.copy(), z.astype(np.float32)
+        compiled._activate(wide, code)
+        compiled._activate(narrow, code)
+        np.testing.assert_allclose(narrow, wide, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "compiled"])
+@pytest.mark.parametrize("batch", ["batch", "stochastic"])
+def test_divergence_is_caught_on_either_engine(engine, batch):
+    """A step that overflows the weights gives J = inf or nan, on the compiled step as on NumPy's."""
+    X = np.arange(1.0, 6.0).reshape(-1, 1)
+    Y = 2.0 * X
+    net = Network([1, 3, 1], activation="tanh", output="linear", seed=0)
+    history = train(net, X, Y, alpha=50.0, beta=0.0, batch=batch, epochs=200, engine=engine)
+    assert history.stop_reason == "diverged" and len(history) < 200
+    assert np.isfinite(net.theta).all()  # the best weights so far are put back

@@ -69,30 +69,35 @@ def _forward(a, W, b, z):
 
 # e^x for the sigmoid and tanh: numba's np.exp is a call per number, which the compiler cannot vectorize.
 # Here e^x = 2^n e^r with n = round(x / ln 2) and r = x − n ln 2, |r| ≤ ln 2 / 2: ln 2 is split in two so
-# that n·ln2_hi is exact; e^r is its Taylor series to r^13 (the first term left out is below 1e-17 of
-# e^r); 2^n is made from its exponent bits. Adding 1.5·2^52 rounds x / ln 2 to the integer n and leaves n
-# in the low bits. The result is within a few ulp of the C library's exp (the tests compare them).
-_LN2_HI, _LN2_LO = 6.93147180369123816490e-01, 1.90821492927058770002e-10
-_INV_LN2 = 1.4426950408889634
-_SHIFTER = 6755399441055744.0  # 1.5·2^52
-_SHIFTER_BITS = int(np.float64(_SHIFTER).view(np.int64))
-_TAYLOR = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13!, …, 1/1!, 1/0!
-_BLOCK = 256  # numbers per pass: the block's three passes stay in the first-level cache
-_SIGMOID_RANGE = (-709.0, 708.0)  # e^(−z) within the normal doubles; beyond, σ(z) is 0 or 1
-_TANH_RANGE = 20.0  # tanh(±20) is ±1 to the last bit, so e^(2z) is taken for |z| ≤ 20 only
+# that n·ln2_hi is exact; e^r is its Taylor series (to r^13 in float64, r^7 in float32: the first term
+# left out is below a tenth of the last place); 2^n is made from its exponent bits. Adding 1.5·2^52
+# (1.5·2^23) rounds x / ln 2 to the integer n and leaves n in the low bits. The result is within a few
+# units of the last place of the C library's exp (the tests compare them).
+_BLOCK = 256  # numbers per pass: the block's passes stay in the first-level cache
+_F64 = (6.93147180369123816490e-01, 1.90821492927058770002e-10, 1.4426950408889634, 6755399441055744.0)
+_F32 = tuple(np.float32(v) for v in (0.693359375, -2.12194440e-4, 1.44269504, 12582912.0))
+_SHIFTER_BITS_64 = int(np.float64(_F64[3]).view(np.int64))
+_SHIFTER_BITS_32 = np.int32(np.float32(_F32[3]).view(np.int32))
+_TAYLOR_64 = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13!, …, 1/1!, 1/0!
+_TAYLOR_32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(7, -1, -1))
+# where e^x stays within the normal numbers: beyond, σ(z) is 0 or 1; tanh(±20) is ±1 to the last bit
+# of a double (tanh(±10) of a float), so e^(2z) is taken within those bounds only
+_RANGES_64 = (-709.0, 708.0, 20.0)
+_RANGES_32 = tuple(np.float32(v) for v in (-87.0, 88.0, 10.0))
 
 # No reassociation here: it would undo the rounding by 1.5·2^52 and the two-part reduction.
 _exact = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
 @_exact
-def _exp_block(x, e, e_bits):
-    """e := e^x for a block of x within ±708 (x is overwritten); ``e_bits`` is e viewed as int64."""
-    c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = _TAYLOR
+def _exp_block_64(x, e, e_bits):
+    """e := e^x for a block of float64 x within (−709, 709) (x is overwritten); e_bits is e as int64."""
+    ln2_hi, ln2_lo, inv_ln2, shifter = _F64
+    c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = _TAYLOR_64
     for q in range(x.size):
-        shifted = x[q] * _INV_LN2 + _SHIFTER
-        n = shifted - _SHIFTER
-        r = (x[q] - n * _LN2_HI) - n * _LN2_LO
+        shifted = x[q] * inv_ln2 + shifter
+        n = shifted - shifter
+        r = (x[q] - n * ln2_hi) - n * ln2_lo
         p = c13 * r + c12
         p = p * r + c11
         p = p * r + c10
@@ -108,31 +113,50 @@ def _exp_block(x, e, e_bits):
         x[q] = p * r + c0
         e[q] = shifted
     for q in range(x.size):
-        e_bits[q] = (e_bits[q] - _SHIFTER_BITS + 1023) << 52  # the bits of 2^n
+        e_bits[q] = (e_bits[q] - _SHIFTER_BITS_64 + 1023) << 52  # the bits of 2^n
     for q in range(x.size):
         e[q] *= x[q]
 
 
 @_exact
-def _activate(z, code):
-    """z := g(z), with the formulas of ``nncli.activations``: σ(z) = 1 / (1 + e^(−z)),
-    tanh(z) = 1 − 2 / (e^(2z) + 1), relu max(0, z), leaky relu max(z, 0.01 z). nan stays nan."""
-    flat = z.reshape(z.size)
-    if code == 2:
-        for p in range(flat.size):
-            if flat[p] < 0:
-                flat[p] = 0
-        return
-    if code == 3:
-        slope = z.dtype.type(LEAKY_SLOPE)
-        for p in range(flat.size):
-            if flat[p] < 0:
-                flat[p] *= slope
-        return
-    x, e = np.empty(_BLOCK), np.empty(_BLOCK)
-    e_bits = e.view(np.int64)
-    low, high = (_SIGMOID_RANGE[0], _SIGMOID_RANGE[1]) if code == 0 else (-_TANH_RANGE, _TANH_RANGE)
-    scale = -1.0 if code == 0 else 2.0
+def _exp_block_32(x, e, e_bits):
+    """The same for float32 x within (−88, 88); e_bits is e as int32."""
+    ln2_hi, ln2_lo, inv_ln2, shifter = _F32
+    c7, c6, c5, c4, c3, c2, c1, c0 = _TAYLOR_32
+    for q in range(x.size):
+        shifted = x[q] * inv_ln2 + shifter
+        n = shifted - shifter
+        r = (x[q] - n * ln2_hi) - n * ln2_lo
+        p = c7 * r + c6
+        p = p * r + c5
+        p = p * r + c4
+        p = p * r + c3
+        p = p * r + c2
+        p = p * r + c1
+        x[q] = p * r + c0
+        e[q] = shifted
+    for q in range(x.size):
+        e_bits[q] = (e_bits[q] - _SHIFTER_BITS_32 + np.int32(127)) << np.int32(23)
+    for q in range(x.size):
+        e[q] *= x[q]
+
+
+@_exact
+def _exp_block(x, e, e_bits):
+    """e := e^x, in x's precision."""
+    if x.itemsize == 4:
+        _exp_block_32(x, e, e_bits)
+    else:
+        _exp_block_64(x, e, e_bits)
+
+
+@_exact
+def _exp_units(flat, code, e, e_bits, ranges):
+    """flat := σ(flat) (code 0) or tanh(flat) (code 1), block by block."""
+    one, two = flat.dtype.type(1.0), flat.dtype.type(2.0)
+    low, high = (ranges[0], ranges[1]) if code == 0 else (-ranges[2], ranges[2])
+    scale = -one if code == 0 else two
+    x = np.empty_like(e)
     for start in range(0, flat.size, _BLOCK):
         part = flat[start : start + _BLOCK]
         size = part.size
@@ -145,10 +169,32 @@ def _activate(z, code):
         _exp_block(xs, es, e_bits[:size])
         if code == 0:  # part still holds z: below the range, e^(−z) overflows and σ(z) is 0, as in NumPy
             for q in range(size):
-                part[q] = 0.0 if part[q] < low else 1.0 / (1.0 + es[q])
+                part[q] = 0.0 if part[q] < low else one / (one + es[q])
         else:
             for q in range(size):
-                part[q] = 1.0 - 2.0 / (es[q] + 1.0)
+                part[q] = one - two / (es[q] + one)
+
+
+@_exact
+def _activate(z, code):
+    """z := g(z), with the formulas of ``nncli.activations``: σ(z) = 1 / (1 + e^(−z)),
+    tanh(z) = 1 − 2 / (e^(2z) + 1), relu max(0, z), leaky relu max(z, 0.01 z). nan stays nan."""
+    flat = z.reshape(z.size)
+    if code == 2:
+        for p in range(flat.size):
+            if flat[p] < 0:
+                flat[p] = 0
+    elif code == 3:
+        slope = z.dtype.type(LEAKY_SLOPE)
+        for p in range(flat.size):
+            if flat[p] < 0:
+                flat[p] *= slope
+    elif z.itemsize == 4:
+        e = np.empty(_BLOCK, dtype=np.float32)
+        _exp_units(flat, code, e, e.view(np.int32), _RANGES_32)
+    else:
+        e = np.empty(_BLOCK, dtype=np.float64)
+        _exp_units(flat, code, e, e.view(np.int64), _RANGES_64)
 
 
 @_compiled

@@ -335,6 +335,10 @@ def _as_matrix(values, name: str, columns: int, dtype) -> np.ndarray:
     if array.dtype.kind not in "fiub":
         raise NncliError(f"{name} should hold numbers, got dtype {array.dtype}")
     array = array.astype(dtype, copy=False)
-    if not np.isfinite(array).all():
+    # the minimum and maximum are nan if any entry is, and ±inf if any entry is: two passes over the
+    # data, with no boolean array as large as it
+    if not (
+        np.isfinite(np.minimum.reduce(array, axis=None)) and np.isfinite(np.maximum.reduce(array, axis=None))
+    ):
         raise NncliError(f"{name} must be finite, but it holds nan or inf")
     return array

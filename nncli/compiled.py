@@ -80,10 +80,6 @@ _SHIFTER_BITS_64 = int(np.float64(_F64[3]).view(np.int64))
 _SHIFTER_BITS_32 = np.int32(np.float32(_F32[3]).view(np.int32))
 _TAYLOR_64 = tuple(1.0 / math.factorial(k) for k in range(13, -1, -1))  # 1/13!, …, 1/1!, 1/0!
 _TAYLOR_32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(7, -1, -1))
-# where e^x stays within the normal numbers: beyond, σ(z) is 0 or 1; tanh(±20) is ±1 to the last bit
-# of a double (tanh(±10) of a float), so e^(2z) is taken within those bounds only
-_RANGES_64 = (-709.0, 708.0, 20.0)
-_RANGES_32 = tuple(np.float32(v) for v in (-87.0, 88.0, 10.0))
 
 # No reassociation here: it would undo the rounding by 1.5·2^52 and the two-part reduction.
 _exact = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -150,26 +146,41 @@ def _exp_block(x, e, e_bits):
         _exp_block_64(x, e, e_bits)
 
 
+_EXP, _SIGMOID, _TANH = 0, 1, 2  # what ``_exp_inplace`` leaves: e^x, 1 / (1 + e^x), 1 − 2 / (e^x + 1)
+
+
 @_exact
-def _exp_units(flat, code, e, e_bits, ranges):
-    """flat := σ(flat) (code 0) or tanh(flat) (code 1), block by block."""
+def _exp_inplace(flat, scale, finish):
+    """flat := f(e^(scale·flat)), f chosen by ``finish``, block by block. scale·flat is clamped to where
+    2^n is a normal number or inf (e^x of a larger x is inf, as in NumPy; of a smaller one, the smallest
+    normal number instead of 0 or a subnormal). nan stays nan."""
+    if flat.itemsize == 4:
+        e32 = np.empty(_BLOCK, dtype=np.float32)
+        _exp_blocks(flat, scale, finish, e32, e32.view(np.int32), -87.0, 89.0)
+    else:
+        e64 = np.empty(_BLOCK, dtype=np.float64)
+        _exp_blocks(flat, scale, finish, e64, e64.view(np.int64), -708.0, 710.0)
+
+
+@_exact
+def _exp_blocks(flat, scale, finish, e, e_bits, low, high):
     one, two = flat.dtype.type(1.0), flat.dtype.type(2.0)
-    low, high = (ranges[0], ranges[1]) if code == 0 else (-ranges[2], ranges[2])
-    scale = -one if code == 0 else two
+    scale, low, high = flat.dtype.type(scale), flat.dtype.type(low), flat.dtype.type(high)
     x = np.empty_like(e)
     for start in range(0, flat.size, _BLOCK):
         part = flat[start : start + _BLOCK]
         size = part.size
         xs, es = x[:size], e[:size]
         for q in range(size):
-            v = part[q]
+            v = scale * part[q]
             v = high if v > high else v  # comparisons, not min/max, so that nan stays nan
-            v = low if v < low else v
-            xs[q] = scale * v
+            xs[q] = low if v < low else v
         _exp_block(xs, es, e_bits[:size])
-        if code == 0:  # part still holds z: below the range, e^(−z) overflows and σ(z) is 0, as in NumPy
+        if finish == _EXP:
+            part[:] = es
+        elif finish == _SIGMOID:
             for q in range(size):
-                part[q] = 0.0 if part[q] < low else one / (one + es[q])
+                part[q] = one / (one + es[q])
         else:
             for q in range(size):
                 part[q] = one - two / (es[q] + one)
@@ -180,21 +191,19 @@ def _activate(z, code):
     """z := g(z), with the formulas of ``nncli.activations``: σ(z) = 1 / (1 + e^(−z)),
     tanh(z) = 1 − 2 / (e^(2z) + 1), relu max(0, z), leaky relu max(z, 0.01 z). nan stays nan."""
     flat = z.reshape(z.size)
-    if code == 2:
+    if code == 0:
+        _exp_inplace(flat, -1.0, _SIGMOID)
+    elif code == 1:
+        _exp_inplace(flat, 2.0, _TANH)  # tanh(±20) is ±1 to the last bit, and e^40 is still finite
+    elif code == 2:
         for p in range(flat.size):
             if flat[p] < 0:
                 flat[p] = 0
-    elif code == 3:
+    else:
         slope = z.dtype.type(LEAKY_SLOPE)
         for p in range(flat.size):
             if flat[p] < 0:
                 flat[p] *= slope
-    elif z.itemsize == 4:
-        e = np.empty(_BLOCK, dtype=np.float32)
-        _exp_units(flat, code, e, e.view(np.int32), _RANGES_32)
-    else:
-        e = np.empty(_BLOCK, dtype=np.float64)
-        _exp_units(flat, code, e, e.view(np.int64), _RANGES_64)
 
 
 @_compiled
@@ -219,28 +228,34 @@ def _scale_by_g_prime(delta, a, code):
                 d[p] *= slope
 
 
-@_compiled
+@_exact
 def _output_and_delta(z, Y, delta, c, code):
     """Overwrite z^(L) with a^(L), write δ^(L) = c·(a − y), return the loss summed over the rows."""
     one = z.dtype.type(1.0)
     loss = 0.0
     m, K = z.shape
-    if code == 0:  # sigmoid, cross-entropy log(1 + e^z) − y·z
-        for i in range(m):
-            for k in range(K):
-                v = z[i, k]
-                loss += max(v, 0.0) + np.log1p(np.exp(-abs(v))) - Y[i, k] * v
-                z[i, k] = one / (one + np.exp(-v))
+    flat, d = z.reshape(z.size), delta.reshape(delta.size)
+    if code == 0:  # sigmoid, cross-entropy log(1 + e^z) − y·z = max(z, 0) + log(1 + e^−|z|) − y·z
+        for p in range(flat.size):
+            d[p] = -abs(flat[p])
+        _exp_inplace(d, 1.0, _EXP)  # t = e^−|z|, in δ's place until δ is written
+        y = Y.reshape(Y.size)
+        for p in range(flat.size):
+            v, t = flat[p], d[p]
+            loss += (v if v > 0 else 0.0) + np.log1p(t) - y[p] * v
+            flat[p] = one / (one + t) if v >= 0 else t / (one + t)
     elif code == 1:  # softmax, log Σ_j e^(s_j) − y·s with s = z − max z
         for i in range(m):
             top = z[i, 0]
             for k in range(1, K):
                 top = max(top, z[i, k])
+            for k in range(K):
+                z[i, k] -= top
+                loss -= Y[i, k] * z[i, k]
+        _exp_inplace(flat, 1.0, _EXP)
+        for i in range(m):
             total = z.dtype.type(0.0)
             for k in range(K):
-                shifted = z[i, k] - top
-                loss -= Y[i, k] * shifted
-                z[i, k] = np.exp(shifted)
                 total += z[i, k]
             loss += np.log(total)
             for k in range(K):

@@ -19,6 +19,10 @@ same threads. This keeps every core busy through the element-wise work that BLAS
 
 Buffers are allocated once per batch size and reused. The result equals the straightforward step up to
 rounding (the tests hold them to 1e-12 in float64); it is deterministic for a given number of cores.
+
+On the ``compiled`` engine (``nncli.engines``) a step of at most ``COMPILED_MAX_WORK`` multiply-adds per
+product pass is one call of ``nncli.compiled.step``; a larger one keeps this path's BLAS products, and
+its units (``CompiledUnits``) and momentum update are compiled passes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The whole training step as one compiled function, for steps too small to pay for NumPy's calls.
+"""The training step compiled by numba: the whole step as one function, for steps too small to pay for
+NumPy's calls, and the units and momentum update of the larger steps that keep BLAS for their products.
 
 A step of a few rows through a small network is a few hundred thousand multiply-adds; the NumPy path
 spends more on its two dozen calls (each a few microseconds, however small its arrays) than on the
@@ -17,7 +18,9 @@ index runs along memory, so the compiler vectorizes it. ``fastmath`` allows reas
 multiply-adds: the result differs from the NumPy path's in the last bits (the tests hold them to 1e-12
 in float64), and is the same on every run of one machine.
 
-This module imports numba; ``nncli.engines`` imports it only for the ``compiled`` engine.
+``CompiledStep`` drives ``step`` for one batch size; ``CompiledUnits`` and ``momentum_update`` serve the
+larger steps of ``nncli.step.FastStep``. This module imports numba; ``nncli.engines`` imports it only for
+the ``compiled`` engine.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ def _forward(a, W, b, z):
             j += 1
 
 
-# e^x for the sigmoid and tanh: numba's np.exp is a call per number, which the compiler cannot vectorize.
+# e^x for σ, tanh and softmax: numba's np.exp is a call per number, which the compiler cannot vectorize.
 # Here e^x = 2^n e^r with n = round(x / ln 2) and r = x − n ln 2, |r| ≤ ln 2 / 2: ln 2 is split in two so
 # that n·ln2_hi is exact; e^r is its Taylor series (to r^13 in float64, r^7 in float32: the first term
 # left out is below a tenth of the last place); 2^n is made from its exponent bits. Adding 1.5·2^52

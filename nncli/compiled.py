@@ -89,64 +89,31 @@ _exact = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"cont
 
 
 @_exact
-def _exp_block_64(x, e, e_bits):
-    """e := e^x for a block of float64 x within (−709, 709) (x is overwritten); e_bits is e as int64."""
-    ln2_hi, ln2_lo, inv_ln2, shifter = _F64
-    c13, c12, c11, c10, c9, c8, c7, c6, c5, c4, c3, c2, c1, c0 = _TAYLOR_64
-    for q in range(x.size):
-        shifted = x[q] * inv_ln2 + shifter
-        n = shifted - shifter
-        r = (x[q] - n * ln2_hi) - n * ln2_lo
-        p = c13 * r + c12
-        p = p * r + c11
-        p = p * r + c10
-        p = p * r + c9
-        p = p * r + c8
-        p = p * r + c7
-        p = p * r + c6
-        p = p * r + c5
-        p = p * r + c4
-        p = p * r + c3
-        p = p * r + c2
-        p = p * r + c1
-        x[q] = p * r + c0
-        e[q] = shifted
-    for q in range(x.size):
-        e_bits[q] = (e_bits[q] - _SHIFTER_BITS_64 + 1023) << 52  # the bits of 2^n
-    for q in range(x.size):
-        e[q] *= x[q]
-
-
-@_exact
-def _exp_block_32(x, e, e_bits):
-    """The same for float32 x within (−88, 88); e_bits is e as int32."""
-    ln2_hi, ln2_lo, inv_ln2, shifter = _F32
-    c7, c6, c5, c4, c3, c2, c1, c0 = _TAYLOR_32
-    for q in range(x.size):
-        shifted = x[q] * inv_ln2 + shifter
-        n = shifted - shifter
-        r = (x[q] - n * ln2_hi) - n * ln2_lo
-        p = c7 * r + c6
-        p = p * r + c5
-        p = p * r + c4
-        p = p * r + c3
-        p = p * r + c2
-        p = p * r + c1
-        x[q] = p * r + c0
-        e[q] = shifted
-    for q in range(x.size):
-        e_bits[q] = (e_bits[q] - _SHIFTER_BITS_32 + np.int32(127)) << np.int32(23)
-    for q in range(x.size):
-        e[q] *= x[q]
-
-
-@_exact
 def _exp_block(x, e, e_bits):
-    """e := e^x, in x's precision."""
+    """e := e^x for a block of x within the range ``_exp_inplace`` clamps to (x is overwritten), in x's
+    precision; ``e_bits`` is e viewed as integers of its size."""
     if x.itemsize == 4:
-        _exp_block_32(x, e, e_bits)
+        _exp_terms(x, e, e_bits, _F32, _TAYLOR_32, _SHIFTER_BITS_32, np.int32(127), np.int32(23))
     else:
-        _exp_block_64(x, e, e_bits)
+        _exp_terms(x, e, e_bits, _F64, _TAYLOR_64, _SHIFTER_BITS_64, 1023, 52)
+
+
+@_exact
+def _exp_terms(x, e, e_bits, reduction, taylor, shifter_bits, bias, mantissa):
+    ln2_hi, ln2_lo, inv_ln2, shifter = reduction
+    for q in range(x.size):
+        shifted = x[q] * inv_ln2 + shifter
+        n = shifted - shifter
+        r = (x[q] - n * ln2_hi) - n * ln2_lo
+        p = taylor[0]
+        for coefficient in taylor[1:]:  # Horner's rule; the tuple's length is known when compiling
+            p = p * r + coefficient
+        x[q] = p
+        e[q] = shifted
+    for q in range(x.size):
+        e_bits[q] = (e_bits[q] - shifter_bits + bias) << mantissa  # the bits of 2^n
+    for q in range(x.size):
+        e[q] *= x[q]
 
 
 _EXP, _SIGMOID, _TANH = 0, 1, 2  # what ``_exp_inplace`` leaves: e^x, 1 / (1 + e^x), 1 − 2 / (e^x + 1)

@@ -30,8 +30,8 @@ import math
 import numba
 import numpy as np
 
+from nncli import example_step
 from nncli.activations import LEAKY_SLOPE
-from nncli.layers import Dense
 
 HIDDEN_CODES = {"sigmoid": 0, "tanh": 1, "relu": 2, "leaky_relu": 3}
 OUTPUT_CODES = {"sigmoid": 0, "softmax": 1, "linear": 2}
@@ -425,4 +425,4 @@ def usable() -> bool:
 
 def serves(net) -> bool:
     """Whether ``step`` can train ``net``: fully connected layers and units it knows."""
-    return all(type(layer) is Dense for layer in net.layers) and knows_units(net)
+    return example_step.serves(net) and knows_units(net)

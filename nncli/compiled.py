@@ -200,44 +200,52 @@ def _scale_by_g_prime(delta, a, code):
 
 @_exact
 def _output_and_delta(z, Y, delta, c, code):
-    """Overwrite z^(L) with a^(L), write δ^(L) = c·(a − y), return the loss summed over the rows."""
+    """Overwrite z^(L) with a^(L), write δ^(L) = c·(a − y), return the loss summed over the examples.
+
+    z, Y and delta are laid out alike, as (groups, K, inner): example (g, i) has its K units at
+    [g, :, i]. Examples as rows, (m, K), are (m, K, 1); examples as columns, (K, m), are (1, K, m), whose
+    softmax loops run along the m examples in memory.
+    """
     one = z.dtype.type(1.0)
     loss = 0.0
-    m, K = z.shape
-    flat, d = z.reshape(z.size), delta.reshape(delta.size)
+    groups, K, inner = z.shape
+    flat, d, y = z.reshape(z.size), delta.reshape(delta.size), Y.reshape(Y.size)
     if code == 0:  # sigmoid, cross-entropy log(1 + e^z) − y·z = max(z, 0) + log(1 + e^−|z|) − y·z
         for p in range(flat.size):
             d[p] = -abs(flat[p])
         _exp_inplace(d, 1.0, _EXP)  # t = e^−|z|, in δ's place until δ is written
-        y = Y.reshape(Y.size)
         for p in range(flat.size):
             v, t = flat[p], d[p]
             loss += (v if v > 0 else 0.0) + np.log1p(t) - y[p] * v
             flat[p] = one / (one + t) if v >= 0 else t / (one + t)
     elif code == 1:  # softmax, log Σ_j e^(s_j) − y·s with s = z − max z
-        for i in range(m):
-            top = z[i, 0]
+        per_example = np.empty(inner, dtype=z.dtype)  # max z, then Σ e^s, of each example in the group
+        for g in range(groups):
+            per_example[:] = z[g, 0]
             for k in range(1, K):
-                top = max(top, z[i, k])
+                for i in range(inner):
+                    per_example[i] = max(per_example[i], z[g, k, i])
             for k in range(K):
-                z[i, k] -= top
-                loss -= Y[i, k] * z[i, k]
+                for i in range(inner):
+                    z[g, k, i] -= per_example[i]
+                    loss -= Y[g, k, i] * z[g, k, i]
         _exp_inplace(flat, 1.0, _EXP)
-        for i in range(m):
-            total = z.dtype.type(0.0)
+        for g in range(groups):
+            per_example[:] = 0
             for k in range(K):
-                total += z[i, k]
-            loss += np.log(total)
+                for i in range(inner):
+                    per_example[i] += z[g, k, i]
+            for i in range(inner):
+                loss += np.log(per_example[i])
             for k in range(K):
-                z[i, k] /= total
+                for i in range(inner):
+                    z[g, k, i] /= per_example[i]
     else:  # linear, ½ (a − y)²
-        for i in range(m):
-            for k in range(K):
-                residual = z[i, k] - Y[i, k]
-                loss += 0.5 * residual * residual
-    for i in range(m):
-        for k in range(K):
-            delta[i, k] = c * (z[i, k] - Y[i, k])
+        for p in range(flat.size):
+            residual = flat[p] - y[p]
+            loss += 0.5 * residual * residual
+    for p in range(flat.size):
+        d[p] = c * (flat[p] - y[p])
     return loss
 
 
@@ -345,7 +353,14 @@ def step(X, Y, rows, start, theta, S, G, work, sizes, offsets, hyper, codes):
         _forward(activations[level], W, b, activations[level + 1])
         if level < layers - 1:
             _activate(activations[level + 1], hidden)
-    loss = _output_and_delta(activations[layers], Y_batch, deltas[layers - 1], c, output)
+    as_rows = (m, sizes[layers + 1], 1)  # examples as rows, in the (groups, K, inner) of the kernel
+    loss = _output_and_delta(
+        activations[layers].reshape(as_rows),
+        Y_batch.reshape(as_rows),
+        deltas[layers - 1].reshape(as_rows),
+        c,
+        output,
+    )
 
     # BP, the gradient c·Δ into G
     for level in range(layers - 1, -1, -1):
@@ -410,7 +425,10 @@ class CompiledUnits:
         _scale_by_g_prime(delta, a, self.hidden)
 
     def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c) -> float:
-        return _output_and_delta(z, Y, delta, c, self.output)
+        columns = (1, *z.shape)  # (K, m) as the kernel's (groups, K, inner)
+        return _output_and_delta(
+            z.reshape(columns), Y.reshape(columns), delta.reshape(columns), c, self.output
+        )
 
 
 def knows_units(net) -> bool:

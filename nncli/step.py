@@ -9,7 +9,10 @@ The straightforward step (``Network.backprop``, ``Network.finish``, ``optim.Mome
 - it keeps the displacement S = α V instead of V, so Θ := Θ − S is one pass over θ;
 - it scales δ^(L) by c = α(1 − β)/m before backpropagating (every Δ is linear in δ^(L)), so the gradient
   buffers receive c·Δ directly;
-- it updates the flat parameter vector θ at once: S := β S + c·Δ + c·λ·Θ (weights only), Θ := Θ − S.
+- it updates the flat parameter vector θ at once: S := β S + c·Δ + c·λ·Θ (weights only), Θ := Θ − S;
+- it holds a batch's a^(l) and δ^(l) with examples as columns, (s_l, m), the lecture's layout, whose
+  products BLAS runs faster (``nncli.layers``); the rows of X are gathered as they are and read
+  transposed.
 
 A step of many rows is cut into chunks of at most ``CHUNK_ROWS`` consecutive rows, so that a chunk's
 activations and errors stay in the processor's cache, and the chunks are shared out among threads (NumPy
@@ -45,7 +48,6 @@ from nncli.network import Network
 COMPILED_MAX_WORK = 1 << 20
 CHUNK_ROWS = 2048
 MIN_ROWS_TO_SPLIT = 1024  # BLAS threads already share the products of a smaller step well
-MIN_PARAMS_TO_SPLIT = 200_000  # a smaller θ is updated faster on one thread
 
 
 @functools.cache
@@ -70,20 +72,63 @@ def even_spans(total: int, count: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
 
 
-class _Chunk:
-    """Everything one chunk of a step touches, made once: its rows within the batch, the buffers for its
-    gathered rows, a^(l), δ^(l) and scratch, a vector of ones, and the gradient arrays it writes."""
+def _columns(flat: np.ndarray, units: int, count: int) -> np.ndarray:
+    """The first units × count entries of ``flat`` as a C-contiguous (units, count) array: one column per
+    example."""
+    return flat[: units * count].reshape(units, count)
 
-    def __init__(self, net: Network, span: slice, store: list[np.ndarray], gradient_views, adds_into) -> None:
+
+class _Chunk:
+    """Everything one chunk of a step touches, made once: its rows within the batch, the buffer for its
+    gathered rows of X, its Y, a^(l), δ^(l) and scratch as columns (one per example), a vector of ones,
+    and the gradient arrays it writes."""
+
+    def __init__(self, net: Network, span: slice, store: _Store, gradient_views, adds_into) -> None:
         count = span.stop - span.start
+        sizes = net.layer_sizes
         self.span, self.count = span, count
-        self.X, self.Y = (buffer[:count] for buffer in store[:2])
-        self.activations = [buffer[:count] for buffer in store[2 : 2 + len(net.layers)]]
-        self.deltas = [buffer[:count] for buffer in store[2 + len(net.layers) : 2 + 2 * len(net.layers)]]
-        self.scratch = [buffer[:count] for buffer in store[2 + 2 * len(net.layers) : -1]]
-        self.ones = store[-1][:count]
+        self.X, self.Y_rows = store.X[:count], store.Y_rows[:count]
+        self.Y = _columns(store.Y, sizes[-1], count)
+
+        def per_layer(flats: list[np.ndarray]) -> list[np.ndarray]:
+            return [_columns(flat, units, count) for flat, units in zip(flats, sizes[1:], strict=True)]
+
+        self.activations, self.deltas = per_layer(store.activations), per_layer(store.deltas)
+        self.scratch = per_layer(store.scratch)
+        self.ones = store.ones[:count]
         self.gradient_views = gradient_views
         self.adds_into = adds_into  # (chunk gradient, worker gradient) when this chunk's sums are added on
+
+
+@dataclass
+class _Store:
+    """A worker's buffers, sized for its largest chunk of ``rows`` examples: rows of X and Y as gathered,
+    and flat room for Y and each layer's a^(l), δ^(l) and scratch as columns."""
+
+    X: np.ndarray
+    Y_rows: np.ndarray
+    Y: np.ndarray
+    activations: list[np.ndarray]
+    deltas: list[np.ndarray]
+    scratch: list[np.ndarray]
+    ones: np.ndarray
+
+    @classmethod
+    def for_rows(cls, net: Network, rows: int) -> _Store:
+        sizes, dtype = net.layer_sizes, net.dtype
+
+        def flats() -> list[np.ndarray]:
+            return [np.empty(rows * s, dtype=dtype) for s in sizes[1:]]
+
+        return cls(
+            np.empty((rows, sizes[0]), dtype=dtype),
+            np.empty((rows, sizes[-1]), dtype=dtype),
+            np.empty(rows * sizes[-1], dtype=dtype),
+            flats(),
+            flats(),
+            flats(),
+            np.ones(rows, dtype=dtype),
+        )
 
 
 class _Worker:
@@ -91,12 +136,7 @@ class _Worker:
     vector their sums go into."""
 
     def __init__(self, net: Network, spans: list[slice], gradient: np.ndarray) -> None:
-        rows = max(span.stop - span.start for span in spans)
-        sizes, dtype = net.layer_sizes, net.dtype
-        store = [np.empty((rows, sizes[0]), dtype=dtype), np.empty((rows, sizes[-1]), dtype=dtype)]
-        for _ in range(3):  # a^(l), δ^(l), scratch
-            store += [np.empty((rows, s), dtype=dtype) for s in sizes[1:]]
-        store.append(np.ones(rows, dtype=dtype))
+        store = _Store.for_rows(net, max(span.stop - span.start for span in spans))
         views = [net.views(gradient, layer) for layer in net.layers]
         self.gradient = gradient
         self.chunks = [_Chunk(net, spans[0], store, views, None)]
@@ -108,7 +148,8 @@ class _Worker:
 
 class NumpyUnits:
     """The hidden and output units of ``net`` through NumPy calls, in place (``nncli.activations``,
-    ``nncli.losses``); ``nncli.compiled.CompiledUnits`` offers the same three methods."""
+    ``nncli.losses``); ``nncli.compiled.CompiledUnits`` offers the same three methods. Arrays hold one
+    column per example."""
 
     def __init__(self, net: Network) -> None:
         self.hidden, self.output = net.hidden, net.output
@@ -122,8 +163,9 @@ class NumpyUnits:
         self.hidden.scale_by_g_prime(delta, a, scratch)
 
     def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c: np.floating) -> float:
-        """z^(L) := a^(L), δ^(L) := c·(a^(L) − y); returns the loss summed over the rows."""
-        loss = self.output.activate_and_loss_inplace(z, Y)
+        """z^(L) := a^(L), δ^(L) := c·(a^(L) − y); returns the loss summed over the examples. z, Y and
+        delta are (K, m)."""
+        loss = self.output.activate_and_loss_inplace(z.T, Y.T)
         np.subtract(z, Y, out=delta)
         delta *= c
         return loss
@@ -238,8 +280,10 @@ class FastStep:
         """How steps of m rows are cut into chunks and shared among threads (made once per batch size)."""
         spans = even_spans(m, -(-m // CHUNK_ROWS))
         threads = min(self.cores, len(spans)) if m >= MIN_ROWS_TO_SPLIT else 1
-        update_threads = threads if threads > 1 or self.net.theta.size < MIN_PARAMS_TO_SPLIT else self.cores
-        if update_threads > 1 and self._pool is None:
+        # The update is shared only among threads that already share the rows: a single pass over θ is
+        # bound by memory, and handing half of it to a helper thread (a round trip of about 50 µs here)
+        # made W2's steps 6–7 % slower on both engines.
+        if threads > 1 and self._pool is None:
             self._pool = shared_pool(self.cores - 1)
         if threads > 1 and self._blas_limit is None:
             # Each thread's products run on that thread: BLAS must not start threads of its own too.
@@ -263,7 +307,7 @@ class FastStep:
         else:
             workers = [_Worker(self.net, spans[t::threads], gradients[t]) for t in range(threads)]
         ranges = []
-        for span in even_spans(self.net.theta.size, update_threads):
+        for span in even_spans(self.net.theta.size, threads):
             weights = slice(span.start, max(span.start, min(span.stop, self.net.n_regularized)))
             ranges.append(
                 _Range(
@@ -293,39 +337,44 @@ class FastStep:
         return loss, metric_sum
 
     def _backprop_chunk(self, chunk: _Chunk, X, Y, rows, c: np.floating) -> tuple[float, float]:
+        """FP and BP of one chunk, examples as columns (``nncli.layers``): a^(1) is the chunk's rows of X
+        seen transposed, and c·Δ goes into the chunk's gradient arrays."""
         net = self.net
         span = chunk.span
+        Y_batch = chunk.Y
         if rows.__class__ is slice:
             start = rows.start + span.start
-            X_batch, Y_batch = X[start : start + chunk.count], Y[start : start + chunk.count]
+            X_batch = X[start : start + chunk.count]
+            np.copyto(Y_batch, Y[start : start + chunk.count].T)
         else:
-            X_batch, Y_batch = chunk.X, chunk.Y
+            X_batch = chunk.X
             part = rows[span] if chunk.count != len(rows) else rows
             # mode="clip" writes straight into the buffer ("raise" goes through a temporary); the
             # indices come from a permutation of range(m), so none is ever out of range.
             X.take(part, axis=0, out=X_batch, mode="clip")
-            Y.take(part, axis=0, out=Y_batch, mode="clip")
+            Y.take(part, axis=0, out=chunk.Y_rows, mode="clip")
+            np.copyto(Y_batch, chunk.Y_rows.T)
         activations, scratch, deltas = chunk.activations, chunk.scratch, chunk.deltas
         units, layers = self._units, net.layers
-        a = X_batch
+        a = X_batch.T
         for index, layer in enumerate(layers[:-1]):
             z = activations[index]
-            layer.forward_into(a, z)
+            layer.forward_columns(a, z)
             units.activate(z, scratch[index])
             a = z
         a_out, delta = activations[-1], deltas[-1]
-        layers[-1].forward_into(a, a_out)
+        layers[-1].forward_columns(a, a_out)
         loss = units.output_and_delta(a_out, Y_batch, delta, c)
-        metric_sum = self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
+        metric_sum = self.metric.batch_sum(a_out.T, Y_batch.T) if self.metric is not None else 0.0
 
         views = chunk.gradient_views
         for index in range(len(layers) - 1, -1, -1):
             layer = layers[index]
-            below_a = activations[index - 1] if index > 0 else X_batch
-            layer.gradient_sums_into(delta, below_a, views[index], chunk.ones)
+            below_a = activations[index - 1] if index > 0 else X_batch.T
+            layer.gradient_sums_columns(delta, below_a, views[index], chunk.ones)
             if index > 0:
                 below = deltas[index - 1]
-                layer.propagate_into(delta, below)
+                layer.propagate_columns(delta, below)
                 units.scale_by_g_prime(below, below_a, scratch[index - 1])
                 delta = below
         return loss, metric_sum

@@ -161,20 +161,6 @@ def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, 
     assert fast.theta.tobytes() == again.theta.tobytes()  # deterministic for a given number of cores
 
 
-@pytest.mark.parametrize("batch", ["mini-batch", "stochastic"])  # the row path and the example path
-def test_an_update_shared_among_threads_equals_the_straightforward_step(monkeypatch, batch, engine):
-    monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
-    monkeypatch.setattr(nncli.step, "MIN_PARAMS_TO_SPLIT", 10)
-    rng = np.random.default_rng(8)
-    X = rng.normal(size=(100, 6))
-    Y = np.eye(3)[rng.integers(0, 3, 100)]
-    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch=batch, batch_size=16, epochs=3, seed=0)
-    fast, plain = (Network([6, 9, 3], activation="relu", seed=5) for _ in range(2))
-    train(fast, X, Y, **settings, engine=engine)
-    straightforward_train(plain, X, Y, **settings)
-    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
-
-
 def _train_threaded(X, Y, queue=None):
     net = Network([6, 9, 3], activation="relu", seed=5)
     train(net, X, Y, alpha=0.1, lambda_=0.5, beta=0.9, batch="batch", epochs=2)

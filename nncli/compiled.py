@@ -18,7 +18,7 @@ index runs along memory, so the compiler vectorizes it. ``fastmath`` allows reas
 multiply-adds: the result differs from the NumPy path's in the last bits (the tests hold them to 1e-12
 in float64), and is the same on every run of one machine.
 
-``CompiledStep`` drives ``step`` for one batch size; ``CompiledUnits`` and ``momentum_update`` serve the
+``CompiledStep`` drives ``step`` for one batch size; ``CompiledPasses`` serves the
 larger steps of ``nncli.step.FastStep``. This module imports numba; ``nncli.engines`` imports it only for
 the ``compiled`` engine.
 """
@@ -293,6 +293,32 @@ def _propagate(delta, W, below):
 
 
 @_compiled
+def _gather_rows(X, rows, out):
+    """out[i] = X[rows[i]], four rows at a time: four streams from memory in flight instead of one (on
+    W2's rows, 1.5 × as fast as ``ndarray.take``)."""
+    i, m = 0, rows.size
+    while i + 4 <= m:
+        r0, r1, r2, r3 = rows[i], rows[i + 1], rows[i + 2], rows[i + 3]
+        for k in range(X.shape[1]):
+            out[i, k] = X[r0, k]
+            out[i + 1, k] = X[r1, k]
+            out[i + 2, k] = X[r2, k]
+            out[i + 3, k] = X[r3, k]
+        i += 4
+    while i < m:
+        out[i, :] = X[rows[i], :]
+        i += 1
+
+
+@_compiled
+def _gather_columns(Y, rows, out):
+    """out[:, i] = Y[rows[i]]: the batch's targets as columns, one per example."""
+    for i in range(rows.size):
+        for k in range(Y.shape[1]):
+            out[k, i] = Y[rows[i], k]
+
+
+@_compiled
 def momentum_update(S, theta, G, n_weights, beta, decay):
     """S := β S + G + decay·Θ on the first ``n_weights`` entries (β S + G on the rest), Θ := Θ − S;
     returns Σ Θ² over those entries, of Θ as it was before the update."""
@@ -339,11 +365,12 @@ def step(X, Y, rows, start, theta, S, G, work, sizes, offsets, hyper, codes):
         position += m * sizes[level + 2]
 
     # the batch's rows
-    A0 = activations[0]
-    for i in range(m):
-        row = rows[i] if rows.size else start + i
-        A0[i, :] = X[row, :]
-        Y_batch[i, :] = Y[row, :]
+    if rows.size:
+        _gather_rows(X, rows, activations[0])
+        _gather_rows(Y, rows, Y_batch)
+    else:
+        activations[0][:] = X[start : start + m]
+        Y_batch[:] = Y[start : start + m]
 
     # FP
     for level in range(layers):
@@ -411,12 +438,16 @@ class CompiledStep:
         )  # fmt: skip
 
 
-class CompiledUnits:
-    """The hidden and output units of ``net`` through this module's kernels, for the steps that keep
-    BLAS for their products: the same methods as ``nncli.step.NumpyUnits``, one pass each."""
+class CompiledPasses:
+    """Everything but the products of the steps that keep BLAS for them, through this module's kernels:
+    the same methods as ``nncli.step.NumpyPasses``, one pass each."""
 
     def __init__(self, net) -> None:
         self.hidden, self.output = HIDDEN_CODES[net.hidden.name], OUTPUT_CODES[net.output.name]
+
+    def gather(self, X: np.ndarray, Y: np.ndarray, rows: np.ndarray, X_rows: np.ndarray, Y_columns) -> None:
+        _gather_rows(X, rows, X_rows)
+        _gather_columns(Y, rows, Y_columns)
 
     def activate(self, z: np.ndarray, scratch: np.ndarray) -> None:
         _activate(z, self.hidden)
@@ -429,6 +460,9 @@ class CompiledUnits:
         return _output_and_delta(
             z.reshape(columns), Y.reshape(columns), delta.reshape(columns), c, self.output
         )
+
+    def momentum_update(self, S, theta, G, n_weights: int, beta, decay, scratch) -> float:
+        return momentum_update(S, theta, G, n_weights, beta, decay)
 
 
 def knows_units(net) -> bool:

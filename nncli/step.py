@@ -25,7 +25,8 @@ rounding (the tests hold them to 1e-12 in float64); it is deterministic for a gi
 
 On the ``compiled`` engine (``nncli.engines``) a step of at most ``COMPILED_MAX_WORK`` multiply-adds per
 product pass is one call of ``nncli.compiled.step``; a larger one keeps this path's BLAS products, and
-its units (``CompiledUnits``) and momentum update are compiled passes.
+everything else it does (the batch's gathering, the units, the momentum update: ``NumpyPasses`` here,
+``nncli.compiled.CompiledPasses`` there) is compiled passes.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ class _Chunk:
         count = span.stop - span.start
         sizes = net.layer_sizes
         self.span, self.count = span, count
-        self.X, self.Y_rows = store.X[:count], store.Y_rows[:count]
+        self.X = store.X[:count]
         self.Y = _columns(store.Y, sizes[-1], count)
 
         def per_layer(flats: list[np.ndarray]) -> list[np.ndarray]:
@@ -102,11 +103,10 @@ class _Chunk:
 
 @dataclass
 class _Store:
-    """A worker's buffers, sized for its largest chunk of ``rows`` examples: rows of X and Y as gathered,
-    and flat room for Y and each layer's a^(l), δ^(l) and scratch as columns."""
+    """A worker's buffers, sized for its largest chunk of ``rows`` examples: rows of X as gathered, and
+    flat room for Y and each layer's a^(l), δ^(l) and scratch as columns."""
 
     X: np.ndarray
-    Y_rows: np.ndarray
     Y: np.ndarray
     activations: list[np.ndarray]
     deltas: list[np.ndarray]
@@ -122,7 +122,6 @@ class _Store:
 
         return cls(
             np.empty((rows, sizes[0]), dtype=dtype),
-            np.empty((rows, sizes[-1]), dtype=dtype),
             np.empty(rows * sizes[-1], dtype=dtype),
             flats(),
             flats(),
@@ -146,13 +145,21 @@ class _Worker:
             self.chunks += [_Chunk(net, span, store, extra_views, (extra, gradient)) for span in spans[1:]]
 
 
-class NumpyUnits:
-    """The hidden and output units of ``net`` through NumPy calls, in place (``nncli.activations``,
-    ``nncli.losses``); ``nncli.compiled.CompiledUnits`` offers the same three methods. Arrays hold one
-    column per example."""
+class NumpyPasses:
+    """Everything of a step but its products, through NumPy calls, in place: gathering a batch, the hidden
+    and output units (``nncli.activations``, ``nncli.losses``) and the momentum update.
+    ``nncli.compiled.CompiledPasses`` offers the same methods, each one compiled pass. a^(l), δ^(l) and
+    the batch's Y hold one column per example."""
 
     def __init__(self, net: Network) -> None:
         self.hidden, self.output = net.hidden, net.output
+
+    def gather(self, X: np.ndarray, Y: np.ndarray, rows: np.ndarray, X_rows: np.ndarray, Y_columns) -> None:
+        """X_rows := X[rows]; Y_columns := Y[rows]ᵀ."""
+        # mode="clip" writes straight into the buffer ("raise" goes through a temporary); the indices
+        # come from a permutation of range(m), so none is ever out of range.
+        X.take(rows, axis=0, out=X_rows, mode="clip")
+        np.copyto(Y_columns, Y.take(rows, axis=0).T)
 
     def activate(self, z: np.ndarray, scratch: np.ndarray) -> None:
         """z := g(z)."""
@@ -170,17 +177,33 @@ class NumpyUnits:
         delta *= c
         return loss
 
+    def momentum_update(self, S, theta, G, n_weights: int, beta, decay, scratch) -> float:
+        """S := β S + G + decay·Θ on the first ``n_weights`` entries (β S + G on the rest), Θ := Θ − S.
+
+        Returns Σ Θ² over those entries as they were before the update (the L2 term of J_i), or 0 when
+        ``scratch`` (room for decay·Θ) is None because λ is 0. Overwrites G.
+        """
+        squares = 0.0
+        S *= beta
+        S += G
+        if scratch is not None and n_weights:
+            weights = theta[:n_weights]
+            squares = float(np.vdot(weights, weights))
+            np.multiply(weights, decay, out=scratch)
+            S[:n_weights] += scratch
+        theta -= S
+        return squares
+
 
 @dataclass
 class _Range:
-    """One thread's part of the update: views of S, θ and the gradients over a range of θ."""
+    """One thread's part of the update: views of S, θ and the gradients over a range of θ, and how many
+    of its entries are weights (the rest are biases)."""
 
     S: np.ndarray
     theta: np.ndarray
     gradients: list[np.ndarray]
-    S_weights: np.ndarray
-    theta_weights: np.ndarray
-    decay: np.ndarray
+    n_weights: int
 
 
 @dataclass
@@ -223,8 +246,8 @@ class FastStep:
         self._pool: ThreadPoolExecutor | None = None
         # nncli.compiled for the compiled engine (see nncli.engines), None for NumPy calls only
         self._kernels = engines.required_kernels() if engine == "compiled" else None
-        compiled_units = self._kernels is not None and self._kernels.knows_units(net)
-        self._units = self._kernels.CompiledUnits(net) if compiled_units else NumpyUnits(net)
+        compiled_passes = self._kernels is not None and self._kernels.knows_units(net)
+        self._passes = self._kernels.CompiledPasses(net) if compiled_passes else NumpyPasses(net)
         self._blas_limit = None
 
     def close(self) -> None:
@@ -308,16 +331,10 @@ class FastStep:
             workers = [_Worker(self.net, spans[t::threads], gradients[t]) for t in range(threads)]
         ranges = []
         for span in even_spans(self.net.theta.size, threads):
-            weights = slice(span.start, max(span.start, min(span.stop, self.net.n_regularized)))
+            n_weights = max(0, min(span.stop, self.net.n_regularized) - span.start)
+            gradients_of_range = [g[span] for g in gradients]  # one per thread of rows
             ranges.append(
-                _Range(
-                    self.displacement[span],
-                    self.net.theta[span],
-                    [g[span] for g in gradients],  # one per thread of rows
-                    self.displacement[weights],
-                    self.net.theta[weights],
-                    gradients[0][weights],
-                )
+                _Range(self.displacement[span], self.net.theta[span], gradients_of_range, n_weights)
             )
         layout = self._layouts[m] = _Layout(c, decay_rate, workers, ranges, example)
         return layout
@@ -348,14 +365,9 @@ class FastStep:
             np.copyto(Y_batch, Y[start : start + chunk.count].T)
         else:
             X_batch = chunk.X
-            part = rows[span] if chunk.count != len(rows) else rows
-            # mode="clip" writes straight into the buffer ("raise" goes through a temporary); the
-            # indices come from a permutation of range(m), so none is ever out of range.
-            X.take(part, axis=0, out=X_batch, mode="clip")
-            Y.take(part, axis=0, out=chunk.Y_rows, mode="clip")
-            np.copyto(Y_batch, chunk.Y_rows.T)
+            self._passes.gather(X, Y, rows[span] if chunk.count != len(rows) else rows, X_batch, Y_batch)
         activations, scratch, deltas = chunk.activations, chunk.scratch, chunk.deltas
-        units, layers = self._units, net.layers
+        units, layers = self._passes, net.layers
         a = X_batch.T
         for index, layer in enumerate(layers[:-1]):
             z = activations[index]
@@ -380,25 +392,13 @@ class FastStep:
         return loss, metric_sum
 
     def _update(self, part: _Range, layout: _Layout) -> float:
-        """S := β S + Σ_threads c·Δ + c·λ·Θ (weights only); Θ := Θ − S, over one range of θ.
-
-        Returns Σ Θ² over the range's weights as they were before the update (the L2 term of J_i): the
-        compiled update takes it on its one pass, the NumPy one only when λ is not 0.
-        """
+        """S := β S + Σ_threads c·Δ + c·λ·Θ (weights only); Θ := Θ − S, over one range of θ; returns
+        Σ Θ² over the range's weights as they were before the update (the L2 term of J_i)."""
         gradient = part.gradients[0]
         for extra in part.gradients[1:]:
             gradient += extra
-        if self._kernels is not None:
-            return self._kernels.momentum_update(
-                part.S, part.theta, gradient, part.theta_weights.size, self._beta, layout.decay_rate
-            )
-        squares = 0.0
-        S = part.S
-        S *= self._beta
-        S += gradient
-        if self.lambda_ != 0.0 and part.decay.size:
-            squares = float(np.vdot(part.theta_weights, part.theta_weights))
-            np.multiply(part.theta_weights, layout.decay_rate, out=part.decay)
-            part.S_weights += part.decay
-        part.theta -= S
-        return squares
+        # the gradient's weights are free once added into S: room for c·λ·Θ
+        scratch = gradient[: part.n_weights] if self.lambda_ != 0.0 else None
+        return self._passes.momentum_update(
+            part.S, part.theta, gradient, part.n_weights, self._beta, layout.decay_rate, scratch
+        )

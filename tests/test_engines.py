@@ -11,6 +11,7 @@ import nncli.step
 from nncli import Network, compiled, engines, train
 from nncli.cli import main
 from nncli.errors import NncliError
+from nncli.losses import OUTPUTS
 from nncli.step import FastStep
 from nncli.train import Trainer
 
@@ -190,3 +191,49 @@ def test_divergence_is_caught_on_either_engine(engine, batch):
     history = train(net, X, Y, alpha=50.0, beta=0.0, batch=batch, epochs=200, engine=engine)
     assert history.stop_reason == "diverged" and len(history) < 200
     assert np.isfinite(net.theta).all()  # the best weights so far are put back
+
+
+@pytest.mark.parametrize("m", [1, 4, 7, 13])  # four rows at a time, and what is left over
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_compiled_gather_takes_the_rows_and_the_targets_as_columns(m, dtype):
+    rng = np.random.default_rng(m)
+    X, Y = rng.normal(size=(40, 6)).astype(dtype), rng.normal(size=(40, 3)).astype(dtype)
+    rows = rng.permutation(40)[:m]
+    X_rows, Y_columns = np.empty((m, 6), dtype=dtype), np.empty((3, m), dtype=dtype)
+    net = Network([6, 3], output="linear", dtype=dtype)
+    compiled.CompiledPasses(net).gather(X, Y, rows, X_rows, Y_columns)
+    assert X_rows.tobytes() == X[rows].tobytes()
+    assert Y_columns.tobytes() == np.ascontiguousarray(Y[rows].T).tobytes()
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "softmax", "linear"])
+def test_the_compiled_output_units_give_the_same_in_rows_and_in_columns(output):
+    """The output kernel takes examples as rows (the compiled step) or as columns (the BLAS path): the
+    same a^(L), δ^(L) and loss either way, and the loss of nncli.losses."""
+    rng = np.random.default_rng(2)
+    m, K = 9, 4
+    z = rng.normal(scale=3.0, size=(m, K))
+    Y = np.eye(K)[rng.integers(0, K, m)] if output == "softmax" else rng.random((m, K))
+    c = 0.5
+    rows_z, rows_delta = z.copy(), np.empty((m, K))
+    shape = (m, K, 1)
+    code = compiled.OUTPUT_CODES[output]
+    rows_loss = compiled._output_and_delta(
+        rows_z.reshape(shape), Y.reshape(shape), rows_delta.reshape(shape), c, code
+    )
+    columns_z, columns_Y, columns_delta = (
+        np.ascontiguousarray(z.T),
+        np.ascontiguousarray(Y.T),
+        np.empty((K, m)),
+    )
+    shape = (1, K, m)
+    columns_loss = compiled._output_and_delta(
+        columns_z.reshape(shape), columns_Y.reshape(shape), columns_delta.reshape(shape), c, code
+    )
+    expected_a, expected_loss = OUTPUTS[output].activate_and_loss(z, Y)
+    np.testing.assert_allclose(rows_z, expected_a, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(columns_z.T, expected_a, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(columns_delta.T, c * (expected_a - Y), rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(rows_delta, c * (expected_a - Y), rtol=1e-13, atol=1e-15)
+    assert rows_loss == pytest.approx(expected_loss, rel=1e-13)
+    assert columns_loss == pytest.approx(expected_loss, rel=1e-13)

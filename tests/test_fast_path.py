@@ -31,7 +31,7 @@ def straightforward_train(net, X, Y, alpha, lambda_, beta, batch, batch_size, ep
 @pytest.fixture(params=["numpy", "compiled", "compiled update"])
 def engine(request, monkeypatch):
     """Each engine of ``nncli.engines``; "compiled update" is the compiled engine on steps too large for
-    the compiled step (NumPy calls for FP and BP, the compiled momentum update)."""
+    the compiled step (BLAS products, and ``compiled.CompiledPasses`` for the rest)."""
     if request.param == "compiled update":
         monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
         return "compiled"
@@ -186,3 +186,23 @@ def test_a_forked_process_trains_on_threads_of_its_own(monkeypatch):
     child.join(timeout=60)
     assert child.exitcode == 0
     assert in_child == in_parent
+
+
+@pytest.mark.parametrize(("s_in", "s_out", "m"), [(5, 4, 7), (6, 1, 9), (3, 2, 1)])
+def test_the_column_forms_of_a_layer_are_the_row_forms_transposed(s_in, s_out, m):
+    """forward_columns, gradient_sums_columns and propagate_columns (examples as columns) against the
+    plain forms (examples as rows), including one unit above and one example."""
+    net = Network([s_in, s_out], output="linear", seed=3)
+    layer = net.layers[0]
+    rng = np.random.default_rng(1)
+    a, delta = rng.normal(size=(m, s_in)), rng.normal(size=(m, s_out))
+    z = np.empty((s_out, m))
+    layer.forward_columns(a.T, z)
+    np.testing.assert_allclose(z, layer.forward(a).T, rtol=1e-14, atol=1e-14)
+    sums = [np.empty((s_out, s_in)), np.empty(s_out)]
+    layer.gradient_sums_columns(np.ascontiguousarray(delta.T), a.T, sums, np.ones(m))
+    for mine, plain in zip(sums, layer.gradient_sums(delta, a), strict=True):
+        np.testing.assert_allclose(mine, plain, rtol=1e-14, atol=1e-14)
+    below = np.empty((s_in, m))
+    layer.propagate_columns(np.ascontiguousarray(delta.T), below)
+    np.testing.assert_allclose(below, layer.propagate(delta).T, rtol=1e-14, atol=1e-14)

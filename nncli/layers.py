@@ -69,7 +69,7 @@ class Dense:
         return delta @ self.W
 
     # The training loop's forms, examples as columns. np.matmul, not np.dot: np.dot runs δ aᵀ (a
-    # transposed view) far slower.
+    # transposed view) a third slower (W2's first Δ: 1.50 ms against 1.15 ms in float64).
 
     def forward_columns(self, a: np.ndarray, out: np.ndarray) -> None:
         """z^(l+1) = W a^(l) + b, (s_l, m) -> (s_{l+1}, m), into out."""

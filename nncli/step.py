@@ -25,8 +25,8 @@ rounding (the tests hold them to 1e-12 in float64); it is deterministic for a gi
 
 On the ``compiled`` engine (``nncli.engines``) a step of at most ``COMPILED_MAX_WORK`` multiply-adds per
 product pass is one call of ``nncli.compiled.step``; a larger one keeps this path's BLAS products, and
-everything else it does (the batch's gathering, the units, the momentum update: ``NumpyPasses`` here,
-``nncli.compiled.CompiledPasses`` there) is compiled passes.
+everything else it does (gathering the batch, the units, the momentum update) goes through
+``nncli.compiled.CompiledPasses``, one compiled pass each, instead of ``NumpyPasses``.
 """
 
 from __future__ import annotations
@@ -181,7 +181,8 @@ class NumpyPasses:
         """S := β S + G + decay·Θ on the first ``n_weights`` entries (β S + G on the rest), Θ := Θ − S.
 
         Returns Σ Θ² over those entries as they were before the update (the L2 term of J_i), or 0 when
-        ``scratch`` (room for decay·Θ) is None because λ is 0. Overwrites G.
+        ``scratch`` (room for decay·Θ; it may be G's weights, no longer needed once added into S) is None
+        because λ is 0.
         """
         squares = 0.0
         S *= beta
@@ -367,16 +368,16 @@ class FastStep:
             X_batch = chunk.X
             self._passes.gather(X, Y, rows[span] if chunk.count != len(rows) else rows, X_batch, Y_batch)
         activations, scratch, deltas = chunk.activations, chunk.scratch, chunk.deltas
-        units, layers = self._passes, net.layers
+        passes, layers = self._passes, net.layers
         a = X_batch.T
         for index, layer in enumerate(layers[:-1]):
             z = activations[index]
             layer.forward_columns(a, z)
-            units.activate(z, scratch[index])
+            passes.activate(z, scratch[index])
             a = z
         a_out, delta = activations[-1], deltas[-1]
         layers[-1].forward_columns(a, a_out)
-        loss = units.output_and_delta(a_out, Y_batch, delta, c)
+        loss = passes.output_and_delta(a_out, Y_batch, delta, c)
         metric_sum = self.metric.batch_sum(a_out.T, Y_batch.T) if self.metric is not None else 0.0
 
         views = chunk.gradient_views
@@ -387,7 +388,7 @@ class FastStep:
             if index > 0:
                 below = deltas[index - 1]
                 layer.propagate_columns(delta, below)
-                units.scale_by_g_prime(below, below_a, scratch[index - 1])
+                passes.scale_by_g_prime(below, below_a, scratch[index - 1])
                 delta = below
         return loss, metric_sum
 

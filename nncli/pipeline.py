@@ -92,6 +92,21 @@ def check_output_dir(directory: Path, overwrite: bool, resume: bool) -> None:
         )
 
 
+# The hash of the arrays in a run's fingerprint. hashlib's sha256 runs on the processor's SHA instructions
+# where it has them (1.4 GB/s here, against 0.5 GB/s for blake2b: 0.25 s instead of 0.6 s on W2's arrays).
+ARRAYS_HASH = "sha256"
+# Checkpoints written before the fingerprint named its hash used this one.
+EARLIER_ARRAYS_HASH = "blake2b-16"
+
+
+def arrays_digest(prepared: PreparedData, hash_name: str = ARRAYS_HASH) -> str:
+    """A hash of the training and validation arrays, by ``ARRAYS_HASH`` or ``EARLIER_ARRAYS_HASH``."""
+    digest = hashlib.blake2b(digest_size=16) if hash_name == EARLIER_ARRAYS_HASH else hashlib.new(hash_name)
+    for array in (*prepared.train, *(prepared.validation or ())):
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
 def fingerprint(config: Config, prepared: PreparedData) -> dict:
     """What decides the weights a run ends with, apart from the number of epochs: the config's data,
     model and training keys, and a hash of the training and validation arrays."""
@@ -99,15 +114,24 @@ def fingerprint(config: Config, prepared: PreparedData) -> dict:
     settings["training"].pop("epochs")
     settings["training"].pop("engine")  # the engine a run started with is in its checkpoint
     settings["data"].pop("test")
-    digest = hashlib.blake2b(digest_size=16)
-    for array in (*prepared.train, *(prepared.validation or ())):
-        digest.update(np.ascontiguousarray(array).data)
     return {
         "data": settings["data"],
         "model": settings["model"],
         "training": settings["training"],
-        "arrays": digest.hexdigest(),
+        "arrays": arrays_digest(prepared),
+        "arrays_hash": ARRAYS_HASH,
     }
+
+
+def _in_hash_of(before: dict, now: dict, prepared: PreparedData) -> dict:
+    """``now``, with its arrays hashed as ``before`` hashed them (a checkpoint from before the fingerprint
+    named its hash has no ``arrays_hash``)."""
+    hash_name = before.get("arrays_hash", EARLIER_ARRAYS_HASH)
+    if hash_name == now["arrays_hash"]:
+        return now
+    if hash_name != EARLIER_ARRAYS_HASH:
+        raise TypeError(hash_name)  # not a hash nncli writes: the checkpoint is damaged
+    return {**now, "arrays": arrays_digest(prepared, hash_name), "arrays_hash": hash_name}
 
 
 def _changes(before: dict, now: dict) -> list[str]:
@@ -160,7 +184,7 @@ def train_from_config(
     )
     run_fingerprint = fingerprint(config, prepared)
     if resume:
-        _resume(trainer, directory, run_fingerprint, t.epochs)
+        _resume(trainer, directory, run_fingerprint, t.epochs, prepared)
     elif overwrite:
         (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
     run = _RunFiles(config, prepared, net, trainer, run_fingerprint, directory, load_seconds, metric)
@@ -177,10 +201,13 @@ def train_from_config(
     return TrainingRun(history, metrics, directory)
 
 
-def _resume(trainer: Trainer, directory: Path, run_fingerprint: dict, epochs: int) -> None:
+def _resume(
+    trainer: Trainer, directory: Path, run_fingerprint: dict, epochs: int, prepared: PreparedData
+) -> None:
     arrays, meta = load_checkpoint(directory / CHECKPOINT_FILE)
     try:
-        changed = _changes(meta["fingerprint"], run_fingerprint)
+        before = meta["fingerprint"]
+        changed = _changes(before, _in_hash_of(before, run_fingerprint, prepared))
     except (KeyError, TypeError, AttributeError):
         raise ModelFileError(
             f"'{directory / CHECKPOINT_FILE}' is damaged: its fingerprint is unreadable"

@@ -42,7 +42,7 @@ class CsvSource:
         return "standard input" if self.path is None else str(self.path)
 
 
-CHUNK_CELLS = 4_000_000  # cells read at a time: about 32 MB as float64, whatever the table's width
+CHUNK_CELLS = 8_000_000  # cells read at a time: about 64 MB as float64, whatever the table's width
 
 
 def chunk_rows(columns: int) -> int:
@@ -208,7 +208,7 @@ def numeric_matrix(
     the first cell that is not a finite number, is empty, or is missing from a short row. ``offset`` is
     the index of the frame's first row in the file."""
     try:
-        values = frame[list(names)].to_numpy(dtype=np.float64, copy=out is None)
+        values = _as_floats(frame, names)
         if out is not None:
             out[...] = values
             values = out
@@ -223,6 +223,21 @@ def numeric_matrix(
         if len(bad):
             raise DataError(_describe_cell(source, column, int(bad[0]), offset))
     raise DataError(f"'{source.name}': the columns {list(names)} could not be read as numbers")
+
+
+def _as_floats(frame: pd.DataFrame, names) -> np.ndarray:
+    """frame[names] as float64 (m, n). pandas takes longer to select most of a wide table's columns (a
+    Python step per column) than to convert them all: with every column numeric, the whole frame is
+    converted and the named columns are taken from that (11 ms instead of 28 ms for 784 of 785 columns
+    of 2,547 rows)."""
+    positions = frame.columns.get_indexer(list(names))
+    if len(positions) < 2 or not all(pd.api.types.is_numeric_dtype(dtype) for dtype in frame.dtypes):
+        return frame[list(names)].to_numpy(dtype=np.float64)
+    values = frame.to_numpy(dtype=np.float64)
+    first = positions[0]
+    if np.array_equal(positions, np.arange(first, first + len(positions))):  # a run of columns: a view
+        return values[:, first : first + len(positions)]
+    return values[:, positions]
 
 
 def _describe_cell(source: CsvSource, column: pd.Series, row: int, offset: int = 0) -> str:
@@ -409,7 +424,8 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
     """Read and check the config's CSVs (``data`` is a DataConfig) and turn them into arrays.
 
     The training file is read in chunks straight into one float64 matrix, so that memory holds the
-    data about once (twice while a validation split is cut from it), never a whole table of text.
+    data about once, never a whole table of text; a validation split is copied out of it and the
+    training rows are moved up in place.
     """
     source = CsvSource(data.path, data.delimiter, data.encoding)
     columns = read_header(source)
@@ -453,7 +469,8 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
             f"data.validation_split {data.validation_split} of {m} rows leaves no validation rows"
         )
     if len(val_rows):
-        X_train, X_val = X_all[train_rows], X_all[val_rows]
+        X_val = X_all[val_rows]
+        X_train = _keep_rows(X_all, train_rows)
         del X_all
         t_train, t_val = targets[train_rows], targets[val_rows]
     else:
@@ -587,6 +604,18 @@ def _load_split(pre: Preprocessing, path: Path, data, what: str) -> tuple[np.nda
     if len(frame) == 0:
         raise DataError(f"{what} '{source.name}' has no data rows")
     return pre.inputs(frame, source), pre.targets(frame, source)
+
+
+def _keep_rows(X: np.ndarray, rows: np.ndarray, block: int = 1024) -> np.ndarray:
+    """X[rows] for ascending ``rows``, made in X's own memory: row rows[k] moves up to row k, ``block``
+    rows at a time (each block's copy stays in the processor's cache), and the first len(rows) rows of X
+    are returned. No block overwrites a row that a later block reads, since rows[k] ≥ k. On W2's
+    training split this makes no second 340 MB matrix and takes 0.08 s, against 0.09–0.49 s for X[rows]
+    (the slower figure when the new matrix's memory is first touched)."""
+    for start in range(0, len(rows), block):
+        part = rows[start : start + block]
+        X[start : start + len(part)] = X[part]
+    return X[: len(rows)]
 
 
 def split_rows(m: int, codes: np.ndarray | None, fraction: float, rng: np.random.Generator):

@@ -203,3 +203,40 @@ def test_any_table_reads_the_same_in_ranges_and_as_one_stream(text, task):
         finally:
             line_ranges.MIN_BYTES_TO_SPLIT, data.available_cores = saved
     assert in_ranges == as_one_stream
+
+
+@pytest.mark.parametrize(
+    "names",
+    [["a", "b", "c"], ["b", "c"], ["c", "a"], ["a", "c"], ["flag", "a"], ["b"]],
+)
+@pytest.mark.parametrize("label", [[1, 2, 1, 3], ["x", "y", "x", "z"]])
+def test_feature_columns_as_floats_equal_pandas_own_selection(names, label):
+    """Numeric tables are converted whole and the features taken from the result (a view for a run of
+    columns, a copy otherwise); a table with a text column is selected first. Either way the values and
+    their order are pandas' own selection's."""
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "a": [1, 2, 3, 4],
+            "b": [0.5, -1.5, 2.25, 1e300],
+            "label": label,
+            "c": [7, 8, 9, -10],
+            "flag": [True, False, True, True],
+        }
+    )
+    expected = frame[names].to_numpy(dtype=np.float64)
+    values = data._as_floats(frame, names)
+    assert values.dtype == np.float64 and values.shape == (4, len(names))
+    assert np.array_equal(values, expected)
+
+
+@pytest.mark.parametrize("block", [1, 3, 1024])
+def test_training_rows_kept_in_place_equal_a_copy_of_them(block):
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(50, 4))
+    train, _ = data.split_rows(50, rng.integers(0, 3, 50), 0.3, rng)
+    expected = X[train]
+    kept = data._keep_rows(X, train, block)
+    assert np.shares_memory(kept, X) and kept.shape == (len(train), 4)
+    assert np.array_equal(kept, expected)

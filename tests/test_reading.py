@@ -240,3 +240,13 @@ def test_training_rows_kept_in_place_equal_a_copy_of_them(block):
     kept = data._keep_rows(X, train, block)
     assert np.shares_memory(kept, X) and kept.shape == (len(train), 4)
     assert np.array_equal(kept, expected)
+
+
+@pytest.mark.parametrize("block", [1, 3, 512])
+def test_column_mean_and_std_in_blocks_equal_numpys(block):
+    rng = np.random.default_rng(6)
+    X = rng.normal(loc=3.0, scale=[1.0, 10.0, 1e-3, 0.0], size=(50, 4))
+    mean, std = data._column_mean_std(X, block)
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-14)
+    np.testing.assert_allclose(std[:3], X.std(axis=0)[:3], rtol=1e-12)
+    assert std[3] == 1.0  # a constant column: standardized to zeros, not nan

@@ -250,3 +250,11 @@ def test_column_mean_and_std_in_blocks_equal_numpys(block):
     np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-14)
     np.testing.assert_allclose(std[:3], X.std(axis=0)[:3], rtol=1e-12)
     assert std[3] == 1.0  # a constant column: standardized to zeros, not nan
+
+
+def test_a_feature_missing_from_a_numeric_table_is_not_taken_from_another_column():
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1, 2], "b": [3, 4], "c": [5, 6]})
+    with pytest.raises(KeyError):
+        data._as_floats(frame, ["a", "z"])

@@ -258,3 +258,13 @@ def test_a_feature_missing_from_a_numeric_table_is_not_taken_from_another_column
     frame = pd.DataFrame({"a": [1, 2], "b": [3, 4], "c": [5, 6]})
     with pytest.raises(KeyError):
         data._as_floats(frame, ["a", "z"])
+
+
+def test_numeric_columns_read_without_a_buffer_never_share_the_frames_memory():
+    """Standardizing X in place must not change the table it came from."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1.0, 2.0], "b": [3.0, 4.0], "y": [0.5, 0.25]})
+    X = data.numeric_matrix(frame, ["a", "b"], data.CsvSource(None))
+    X -= 10.0
+    assert frame["a"].tolist() == [1.0, 2.0] and frame["b"].tolist() == [3.0, 4.0]

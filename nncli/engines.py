@@ -42,6 +42,16 @@ def kernels():
     return compiled if compiled.usable() else None
 
 
+def threaded_kernels():
+    """``nncli.threaded`` where ``kernels`` is available and the step can be shared among numba's
+    threads (``nncli.threaded.available``), else None."""
+    if kernels() is None:
+        return None
+    from nncli import threaded
+
+    return threaded if threaded.available() else None
+
+
 def required_kernels():
     """``nncli.compiled``, or a NncliError saying how to get numba."""
     module = kernels()

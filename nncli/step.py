@@ -257,6 +257,11 @@ class FastStep:
             self._blas_limit.restore_original_limits()
             self._blas_limit = None
 
+    def _hold_blas_to_one_thread(self) -> None:
+        """Each thread's products run on that thread: BLAS must not start threads of its own too."""
+        if self._blas_limit is None:
+            self._blas_limit = blas_controller().limit(limits=1, user_api="blas")
+
     def take(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
         """One step on the rows ``rows`` (a slice or an index array) of X and Y.
 
@@ -309,20 +314,26 @@ class FastStep:
         # made W2's steps 6–7 % slower on both engines.
         if threads > 1 and self._pool is None:
             self._pool = shared_pool(self.cores - 1)
-        if threads > 1 and self._blas_limit is None:
-            # Each thread's products run on that thread: BLAS must not start threads of its own too.
-            self._blas_limit = blas_controller().limit(limits=1, user_api="blas")
+        if threads > 1:
+            self._hold_blas_to_one_thread()
         while len(self._gradients) < threads:
             self._gradients.append(np.zeros_like(self.net.theta))
         gradients = self._gradients[:threads]
         c = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m)
         decay_rate = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m * self.lambda_)
-        if m * self.net.n_regularized <= COMPILED_MAX_WORK:
-            compiled = self._kernels
-            if compiled is not None and compiled.serves(self.net):
+        compiled = self._kernels
+        if compiled is not None and compiled.serves(self.net):
+            step = None
+            if m * self.net.n_regularized <= COMPILED_MAX_WORK:
                 step = compiled.CompiledStep(
                     self.net, m, self.displacement, self._gradients[0], c, self._beta, decay_rate
                 )
+            elif threads == 1 and self.cores > 1 and engines.threaded_kernels() is not None:
+                step = engines.threaded_kernels().ThreadedStep(
+                    self.net, m, self.displacement, c, self._beta, decay_rate, self.cores
+                )
+                self._hold_blas_to_one_thread()
+            if step is not None:
                 layout = self._layouts[m] = _Layout(c, decay_rate, [], [], compiled=step)
                 return layout
         example = None

@@ -66,14 +66,22 @@ def test_an_unknown_engine_is_named_with_the_choices():
 
 
 def test_the_compiled_engine_takes_a_small_step_in_one_call_and_a_large_one_on_blas(monkeypatch):
+    """A large step on one core keeps BLAS's products; on two it is shared among numba's threads."""
     X, Y = problem()
     net = Network([4, 5, 3], seed=0)
-    step = FastStep(net, 0.1, 0.01, 0.9, engine="compiled")
+    step = FastStep(net, 0.1, 0.01, 0.9, engine="compiled", cores=1)
     step.take(X, Y, np.arange(8))
-    assert step._layouts[8].compiled is not None and step._layouts[8].workers == []
+    assert isinstance(step._layouts[8].compiled, compiled.CompiledStep) and step._layouts[8].workers == []
     monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 8 * net.n_regularized - 1)
     step.take(X, Y, np.arange(9))  # 9 rows are more work than the compiled step takes
     assert step._layouts[9].compiled is None and len(step._layouts[9].workers) == 1
+    if engines.threaded_kernels() is not None:
+        from nncli.threaded import ThreadedStep
+
+        on_two = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="compiled", cores=2)
+        on_two.take(X, Y, np.arange(9))
+        assert isinstance(on_two._layouts[9].compiled, ThreadedStep)
+        on_two.close()
     numpy_step = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="numpy")
     numpy_step.take(X, Y, np.arange(8))
     assert numpy_step._layouts[8].compiled is None and numpy_step._kernels is None

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import targets_for
 
+import nncli.engines
 import nncli.step
 from nncli import Network, train
 from nncli.activations import ACTIVATIONS
@@ -28,12 +29,20 @@ def straightforward_train(net, X, Y, alpha, lambda_, beta, batch, batch_size, ep
     return costs
 
 
-@pytest.fixture(params=["numpy", "compiled", "compiled update"])
+@pytest.fixture(params=["numpy", "compiled", "compiled update", "compiled threaded"])
 def engine(request, monkeypatch):
     """Each engine of ``nncli.engines``; "compiled update" is the compiled engine on steps too large for
-    the compiled step (BLAS products, and ``compiled.CompiledPasses`` for the rest)."""
+    the compiled step on one core (BLAS products, and ``compiled.CompiledPasses`` for the rest), and
+    "compiled threaded" the same steps on two cores (``nncli.threaded``)."""
     if request.param == "compiled update":
         monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
+        monkeypatch.setattr(nncli.engines, "threaded_kernels", lambda: None)
+        return "compiled"
+    if request.param == "compiled threaded":
+        if nncli.engines.threaded_kernels() is None:
+            pytest.skip("nncli.threaded cannot run here (no 64-bit OpenBLAS gemm, or one numba thread)")
+        monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
+        monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
         return "compiled"
     return request.param
 
@@ -206,3 +215,70 @@ def test_the_column_forms_of_a_layer_are_the_row_forms_transposed(s_in, s_out, m
     below = np.empty((s_in, m))
     layer.propagate_columns(np.ascontiguousarray(delta.T), below)
     np.testing.assert_allclose(below, layer.propagate(delta).T, rtol=1e-14, atol=1e-14)
+
+
+needs_threaded = pytest.mark.skipif(
+    nncli.engines.threaded_kernels() is None,
+    reason="nncli.threaded cannot run here (no 64-bit OpenBLAS gemm, or one numba thread)",
+)
+
+
+@needs_threaded
+@pytest.mark.parametrize("sizes", [[7, 9, 5, 3], [7, 1, 4], [7, 3, 1]])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_threaded_step_shares_units_among_threads_and_equals_the_straightforward_step(
+    monkeypatch, sizes, dtype
+):
+    """Layers of one unit leave a thread no share of them; the step still equals the plain one."""
+    from nncli import threaded
+
+    runs = []
+    run = threaded.ThreadedStep.run
+    monkeypatch.setattr(threaded.ThreadedStep, "run", lambda self, *a: runs.append(1) or run(self, *a))
+    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
+    monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(90, 7)).astype(dtype)
+    output = "sigmoid" if sizes[-1] == 1 else "softmax"
+    Y = targets_for(output, rng, 90, sizes[-1]).astype(dtype)
+    settings = dict(alpha=0.1, lambda_=0.4, beta=0.9, batch="mini-batch", batch_size=16, epochs=3, seed=6)
+    fast, plain = (Network(sizes, activation="tanh", output=output, seed=2, dtype=dtype) for _ in range(2))
+    history = train(fast, X, Y, **settings, engine="compiled")
+    costs = straightforward_train(plain, X, Y, **settings)
+    assert len(runs) == 3 * 6  # every step of 16 rows and each last one of 10
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=tolerance)
+    assert history[-1].train_cost == pytest.approx(np.mean(costs[12:]), rel=tolerance)
+
+
+def _train_wide(X, Y, queue=None):
+    net = Network([20, 30, 3], activation="relu", seed=5)
+    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="mini-batch", batch_size=64, epochs=2)
+    train(net, X, Y, **settings, engine="compiled")
+    threaded = nncli.engines.threaded_kernels() is not None
+    if queue is not None:
+        queue.put((net.theta, threaded))
+    return net.theta, threaded
+
+
+@needs_threaded
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_process_forked_after_threaded_steps_trains_without_them(monkeypatch):
+    """GNU OpenMP's threads do not survive a fork: the child takes the BLAS path, to the same weights."""
+    import multiprocessing
+
+    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
+    monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(300, 20))
+    Y = np.eye(3)[rng.integers(0, 3, 300)]
+    in_parent, threaded_in_parent = _train_wide(X, Y)
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_train_wide, args=(X, Y, queue))
+    child.start()
+    in_child, threaded_in_child = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert threaded_in_parent and not threaded_in_child
+    np.testing.assert_allclose(in_child, in_parent, rtol=0, atol=1e-12)

@@ -1,0 +1,306 @@
+"""The compiled step for mini-batches whose products outweigh NumPy's calls, shared among threads by units.
+
+BLAS spreads one product over the cores, but everything between two products (the units, g′, the
+momentum update) runs on one core while the other waits, and each product ends in a wait for the slowest
+thread. Here the step is one numba function whose parallel loops give every thread a share of each
+layer's units, for every phase of the step:
+
+- forward:  thread t computes rows U_t of z^(l+1) = W^(l) a^(l) + b^(l) (rows U_t of W^(l) times all of
+  a^(l)), then a^(l+1) = g(z^(l+1)) on those rows;
+- output:   a^(L), the loss and δ^(L) = c·(a^(L) − y) on one thread (K × m numbers);
+- gradient: S_W := β S_W + c·Δ^(l) for the rows U_t of layer l's weights, as one BLAS call that
+  accumulates into S (δ^(l+1) rows U_t times a^(l)ᵀ, plus β S), and S_b := β S_b + c·Σ_i δ^(l+1)_i;
+- backward: thread t computes rows V_t of δ^(l) = (W^(l))ᵀ δ^(l+1) .* g′(z^(l)), V_t being its share of
+  layer l's own units;
+- update:   S := S + c·λ·W (weights only), W := W − S, Σ W² on the way (the L2 term of J), rows U_t of
+  layer l, in the next parallel loop (the backward loop still reads all of W^(l)).
+
+So the only single-threaded work is the output units, and a thread's part of W^(l) and S stays in its
+core's cache from its gradient to its update. Each thread's BLAS calls run on that thread (BLAS is held
+to one thread of its own while a run lasts). The formulas are those of ``nncli.step``, with c = α(1 − β)/m,
+S = α V; the tests hold the result to the straightforward step's within 1e-12 in float64. It is
+deterministic for a given number of threads.
+
+BLAS is called directly, as ``cblas_?gemm`` of the OpenBLAS that NumPy loaded (64-bit integers), found by
+name: elsewhere (another BLAS, or NumPy built against a 32-bit one) ``available`` is False and the step
+keeps ``nncli.step``'s path. So does a process forked from one that has run this step (GNU OpenMP's
+threads do not survive a fork).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+import llvmlite.binding as llvm
+import numba
+import numpy as np
+from numba import prange, types
+
+from nncli import compiled
+
+# The CBLAS calls of OpenBLAS's 64-bit-integer builds, as NumPy's wheels name them (scipy-openblas) and as
+# plain builds do.
+_GEMM_NAMES = {
+    "d": ("scipy_cblas_dgemm64_", "cblas_dgemm64_"),
+    "s": ("scipy_cblas_sgemm64_", "cblas_sgemm64_"),
+}
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+# Pointers are passed as integers of their size: the calling convention is the same.
+_i32, _i64, _p = types.int32, types.int64, types.uintp
+_dgemm = types.ExternalFunction(
+    "nncli_dgemm", types.void(_i32, _i32, _i32, _i64, _i64, _i64, types.float64, _p, _i64, _p, _i64,
+                              types.float64, _p, _i64)
+)  # fmt: skip
+_sgemm = types.ExternalFunction(
+    "nncli_sgemm", types.void(_i32, _i32, _i32, _i64, _i64, _i64, types.float32, _p, _i64, _p, _i64,
+                              types.float32, _p, _i64)
+)  # fmt: skip
+
+_forked = False
+
+
+def _after_fork() -> None:
+    global _forked
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+@functools.cache
+def _gemm_found() -> bool:
+    """Find NumPy's OpenBLAS gemm calls and give their addresses to numba's linker, once."""
+    from threadpoolctl import threadpool_info
+
+    for library in threadpool_info():
+        if library.get("internal_api") != "openblas":
+            continue
+        try:
+            handle = ctypes.CDLL(library["filepath"])
+        except OSError:
+            continue
+        addresses = {}
+        for kind, names in _GEMM_NAMES.items():
+            for name in names:
+                if hasattr(handle, name):
+                    addresses[kind] = ctypes.cast(getattr(handle, name), ctypes.c_void_p).value
+                    break
+        if len(addresses) == 2:
+            llvm.add_symbol("nncli_dgemm", addresses["d"])
+            llvm.add_symbol("nncli_sgemm", addresses["s"])
+            return True
+    return False
+
+
+def available() -> bool:
+    """Whether this process can run ``ThreadedStep``: the gemm calls found, numba's threads usable."""
+    return not _forked and numba.config.NUMBA_NUM_THREADS > 1 and _gemm_found()
+
+
+_threaded = numba.njit(
+    cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"}
+)
+_serial = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
+
+
+@_serial
+def _gemm(trans_a, trans_b, rows, cols, inner, A, lda, B, ldb, beta, C, ldc):
+    """C := A·B + β C through BLAS (row major; A, B, C are addresses, op(A) rows × inner)."""
+    if rows == 0:
+        return
+    if C.itemsize == 4:
+        _sgemm(_ROW_MAJOR, trans_a, trans_b, rows, cols, inner, np.float32(1.0), A, lda, B, ldb,
+               np.float32(beta), C.ctypes.data, ldc)  # fmt: skip
+    else:
+        _dgemm(_ROW_MAJOR, trans_a, trans_b, rows, cols, inner, 1.0, A, lda, B, ldb, beta, C.ctypes.data, ldc)
+
+
+@_serial
+def _address(array, offset):
+    """The address of array's flat entry ``offset``."""
+    return array.ctypes.data + np.uint64(offset * array.itemsize)
+
+
+@_serial
+def _view(work, at, rows, cols):
+    return work[at : at + rows * cols].reshape((rows, cols))
+
+
+@_serial
+def _add_bias(z, b):
+    for j in range(z.shape[0]):
+        for i in range(z.shape[1]):
+            z[j, i] += b[j]
+
+
+@_serial
+def _bias_momentum(delta, S_b, beta):
+    """S_b := β S_b + Σ_i δ_i, δ (units, m)."""
+    for j in range(delta.shape[0]):
+        total = delta.dtype.type(0.0)
+        for i in range(delta.shape[1]):
+            total += delta[j, i]
+        S_b[j] = beta * S_b[j] + total
+
+
+@_serial
+def _finish_update(S, theta, decay):
+    """S := S + decay·Θ, Θ := Θ − S over the weights of a part; returns their Σ Θ² before the update."""
+    squares = 0.0
+    for p in range(theta.size):
+        t = theta[p]
+        squares += t * t
+        s = S[p] + decay * t
+        S[p] = s
+        theta[p] = t - s
+    return squares
+
+
+@_serial
+def _move(S, theta):
+    """Θ := Θ − S (biases, which λ does not cover)."""
+    for p in range(theta.size):
+        theta[p] -= S[p]
+
+
+@_serial
+def _update_rows(theta, S, offsets, sizes, level, shares, t, decay):
+    """The update of thread t's rows of layer ``level``: its weights and biases; returns Σ W²."""
+    s_in = sizes[level + 1]
+    lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
+    w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
+    weights, biases = slice(w_at + lo * s_in, w_at + hi * s_in), slice(b_at + lo, b_at + hi)
+    squares = _finish_update(S[weights], theta[weights], decay)
+    _move(S[biases], theta[biases])
+    return squares
+
+
+@_threaded
+def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes, shares):
+    """One step on m rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
+
+    ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ;
+    ``places`` = where in ``work`` the gathered X rows (m, s_1), a^(2) … a^(L+1) (s_l, m), the batch's Y
+    (K, m) and δ^(2) … δ^(L+1) (s_l, m) start; ``hyper`` = (c, β, c·λ); ``codes`` = (hidden, output);
+    ``shares[0]`` cuts the m rows among the threads, ``shares[l]`` the units of layer l.
+    Returns (loss summed over the rows, Σ Θ² of the weights before the update).
+    """
+    m, layers = sizes[0], sizes.size - 2
+    c, beta, decay = hyper[0], hyper[1], hyper[2]
+    hidden, output = codes[0], codes[1]
+    threads = shares.shape[1] - 1
+    n = sizes[1]
+    K = sizes[layers + 1]
+    X_rows = _view(work, places[0], m, n)
+    Y_batch = _view(work, places[layers + 1], K, m)
+
+    for t in prange(threads):  # the batch's rows
+        lo, hi = shares[0, t], shares[0, t + 1]
+        if rows.size:
+            compiled._gather_rows(X, rows[lo:hi], X_rows[lo:hi])
+            compiled._gather_columns(Y, rows[lo:hi], Y_batch[:, lo:hi])
+        else:
+            X_rows[lo:hi] = X[start + lo : start + hi]
+            Y_batch[:, lo:hi] = Y[start + lo : start + hi].T
+
+    for level in range(layers):  # FP
+        s_in, s_out = sizes[level + 1], sizes[level + 2]
+        w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
+        z = _view(work, places[level + 1], s_out, m)
+        for t in prange(threads):
+            lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
+            if level == 0:  # a^(1) is the gathered rows, read transposed
+                _gemm(_NO_TRANS, _TRANS, hi - lo, m, s_in, _address(theta, w_at + lo * s_in), s_in,
+                      X_rows.ctypes.data, n, 0.0, z[lo:hi], m)  # fmt: skip
+            else:
+                a = _view(work, places[level], s_in, m)
+                _gemm(_NO_TRANS, _NO_TRANS, hi - lo, m, s_in, _address(theta, w_at + lo * s_in), s_in,
+                      a.ctypes.data, m, 0.0, z[lo:hi], m)  # fmt: skip
+            _add_bias(z[lo:hi], theta[b_at + lo : b_at + hi])
+            if level < layers - 1:
+                compiled._activate(z[lo:hi], hidden)
+
+    a_out = _view(work, places[layers], K, m)
+    delta_out = _view(work, places[layers + 2 + layers - 1], K, m)
+    columns = (1, K, m)  # (K, m) as the kernel's (groups, K, inner)
+    loss = compiled._output_and_delta(
+        a_out.reshape(columns), Y_batch.reshape(columns), delta_out.reshape(columns), c, output
+    )
+
+    squares = 0.0
+    for level in range(layers - 1, -1, -1):  # BP, with the update of the layer above
+        s_in, s_out = sizes[level + 1], sizes[level + 2]
+        w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
+        delta = _view(work, places[layers + 2 + level], s_out, m)
+        for t in prange(threads):
+            lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
+            if level == 0:
+                _gemm(_NO_TRANS, _NO_TRANS, hi - lo, s_in, m, _address(delta, lo * m), m,
+                      X_rows.ctypes.data, n, beta, S[w_at + lo * s_in : w_at + hi * s_in], s_in)  # fmt: skip
+            else:
+                a = _view(work, places[level], s_in, m)
+                _gemm(_NO_TRANS, _TRANS, hi - lo, s_in, m, _address(delta, lo * m), m,
+                      a.ctypes.data, m, beta, S[w_at + lo * s_in : w_at + hi * s_in], s_in)  # fmt: skip
+            _bias_momentum(delta[lo:hi], S[b_at + lo : b_at + hi], beta)
+            part = 0.0
+            if level > 0:
+                a = _view(work, places[level], s_in, m)
+                below = _view(work, places[layers + 2 + level - 1], s_in, m)
+                v_lo, v_hi = shares[level, t], shares[level, t + 1]
+                _gemm(_TRANS, _NO_TRANS, v_hi - v_lo, m, s_out, _address(theta, w_at + v_lo), s_in,
+                      delta.ctypes.data, m, 0.0, below[v_lo:v_hi], m)  # fmt: skip
+                compiled._scale_by_g_prime(below[v_lo:v_hi], a[v_lo:v_hi], hidden)
+            else:
+                part += _update_rows(theta, S, offsets, sizes, 0, shares, t, decay)
+            if level < layers - 1:
+                part += _update_rows(theta, S, offsets, sizes, level + 1, shares, t, decay)
+            squares += part
+    return loss, squares
+
+
+def _cuts(total: int, parts: int) -> np.ndarray:
+    return np.linspace(0, total, parts + 1).round().astype(np.int64)
+
+
+class ThreadedStep:
+    """Steps of m rows on ``net`` through ``step``, shared among ``threads`` threads: the network's shape,
+    offsets, codes, the threads' shares and the work buffer, made once. ``run`` updates θ and S in place,
+    and leaves a^(L) and the batch's Y, as rows, in ``outputs`` and ``targets`` for a metric."""
+
+    def __init__(self, net, m: int, S: np.ndarray, c, beta, decay, threads: int) -> None:
+        self.net, self.S = net, S
+        threads = min(threads, numba.get_num_threads())
+        sizes = net.layer_sizes
+        layers = len(sizes) - 1
+        self.sizes = np.array([m, *sizes], dtype=np.int64)
+        starts = []
+        for layer in net.layers:
+            starts += [net.slices[(id(layer), index)].start for index in range(2)]
+        self.offsets = np.array(starts, dtype=np.int64)
+        lengths = [*(m * s for s in sizes), m * sizes[-1], *(m * s for s in sizes[1:])]
+        self.places = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
+        self.work = np.zeros(sum(lengths), dtype=net.dtype)
+        self.hyper = np.array([c, beta, decay], dtype=net.dtype)
+        self.codes = np.array(
+            [compiled.HIDDEN_CODES[net.hidden.name], compiled.OUTPUT_CODES[net.output.name]], dtype=np.int64
+        )
+        self.shares = np.stack([_cuts(m, threads), *(_cuts(s, threads) for s in sizes[1:])])
+        K = sizes[-1]
+        out_at, y_at = self.places[layers], self.places[layers + 1]
+        self.outputs = self.work[out_at : out_at + m * K].reshape(K, m).T
+        self.targets = self.work[y_at : y_at + m * K].reshape(K, m).T
+        self._no_rows = np.empty(0, dtype=np.int64)
+
+    def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
+        """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
+        if rows.__class__ is slice:
+            index, start = self._no_rows, rows.start
+        else:
+            index, start = rows, 0
+        return step(
+            X, Y, index, start, self.net.theta, self.S, self.work,
+            self.sizes, self.offsets, self.places, self.hyper, self.codes, self.shares,
+        )  # fmt: skip

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-# PyTorch's OpenMP threads otherwise keep spinning after each call and slow whichever contender runs next.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# No OMP_WAIT_POLICY: PyTorch and nncli's threads (numba's OpenMP layer) share one GNU OpenMP runtime, whose
+# default lets a thread spin briefly between parallel loops before it sleeps. PASSIVE would put nncli's
+# threads to sleep between the few-microsecond gaps of every step (W2: 0.25–0.65 ms more a step), which no
+# user would see; the pause before each sample (SETTLE_SECONDS) outlasts the spinning of the last call.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from contenders import CONTENDERS

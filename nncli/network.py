@@ -335,10 +335,22 @@ def _as_matrix(values, name: str, columns: int, dtype) -> np.ndarray:
     if array.dtype.kind not in "fiub":
         raise NncliError(f"{name} should hold numbers, got dtype {array.dtype}")
     array = array.astype(dtype, copy=False)
-    # the minimum and maximum are nan if any entry is, and ±inf if any entry is: two passes over the
-    # data, with no boolean array as large as it
-    if not (
-        np.isfinite(np.minimum.reduce(array, axis=None)) and np.isfinite(np.maximum.reduce(array, axis=None))
-    ):
+    if not _all_finite(array):
         raise NncliError(f"{name} must be finite, but it holds nan or inf")
     return array
+
+
+def _all_finite(array: np.ndarray) -> bool:
+    """Whether no entry is nan or ±inf, with no boolean array as large as ``array``.
+
+    The row sums (one pass, by BLAS on every core) are all finite unless an entry is nan or ±inf, or a
+    sum of finite entries overflows; only then are the minimum and maximum taken (two passes), which
+    are nan or ±inf exactly when some entry is.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        row_sums = array @ np.ones(array.shape[1], dtype=array.dtype)
+    if np.isfinite(row_sums).all():
+        return True
+    return bool(
+        np.isfinite(np.minimum.reduce(array, axis=None)) and np.isfinite(np.maximum.reduce(array, axis=None))
+    )

@@ -271,6 +271,8 @@ class ThreadedStep:
     and leaves a^(L) and the batch's Y, as rows, in ``outputs`` and ``targets`` for a metric."""
 
     def __init__(self, net, m: int, S: np.ndarray, c, beta, decay, threads: int) -> None:
+        if not available():  # the gemm symbols must be known to the linker before ``step`` is loaded
+            raise RuntimeError("nncli.threaded cannot run in this process (see nncli.threaded.available)")
         self.net, self.S = net, S
         threads = min(threads, numba.get_num_threads())
         sizes = net.layer_sizes

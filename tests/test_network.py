@@ -183,5 +183,27 @@ def test_wrong_shapes_and_non_finite_inputs_name_what_was_expected():
         net.forward(np.array([[0.0, np.nan, 1.0]]))
     with pytest.raises(NncliError, match="lambda_ should be a finite number ≥ 0, got -1"):
         net.cost(np.zeros((1, 3)), np.array([[0.0, 1.0]]), lambda_=-1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_finiteness_is_checked_exactly_even_where_row_sums_overflow(dtype, bad):
+    """The quick check sums rows; a finite X whose row sums overflow is still accepted, and one nan or
+    ±inf anywhere is rejected, beside huge entries or not."""
+    net = Network([3, 4, 2], seed=0, dtype=dtype)
+    huge = np.finfo(dtype).max
+    finite = np.full((4, 3), huge, dtype=dtype)  # each row sums to inf
+    finite[2] = [-huge, -huge, 1.0]
+    with np.errstate(over="ignore", invalid="ignore"):  # the forward pass of such entries overflows
+        assert net.forward(finite).shape == (4, 2)
+    for row in (0, 3):
+        with_bad = finite.copy()
+        with_bad[row, 1] = bad
+        with pytest.raises(NncliError, match="X must be finite"):
+            net.forward(with_bad)
+        plain = np.zeros((4, 3), dtype=dtype)
+        plain[row, 2] = bad
+        with pytest.raises(NncliError, match="X must be finite"):
+            net.forward(plain)
     with pytest.raises(NncliError, match=r"W2 should have shape \(s_3, 4\), got \(2, 3\)"):
         Network.from_weights([np.zeros((4, 3)), np.zeros((2, 3))], [np.zeros(4), np.zeros(2)])

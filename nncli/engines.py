@@ -2,9 +2,11 @@
 
 - ``numpy``: every step is a few dozen NumPy calls (``nncli.step``). No compiler is loaded.
 - ``compiled``: numba's kernels (``nncli.compiled``). A small step (m × weights ≤ ``COMPILED_MAX_WORK``)
-  is one compiled call. A large step keeps BLAS for its products and runs its momentum update as one
-  fused pass. Loading numba costs a process about 0.7 s (its import and LLVM's start-up), and more on
-  the first run, which compiles the kernels and caches them on disk.
+  is one compiled call. A larger mini-batch on several cores is one call too, its work shared among
+  numba's threads by units, each thread calling BLAS for its share of the products (``nncli.threaded``).
+  Any other large step keeps BLAS for its products and runs its momentum update as one fused pass.
+  Loading numba costs a process about 0.7 s (its import and LLVM's start-up), and more on the first run,
+  which compiles the kernels and caches them on disk.
 - ``auto``: ``compiled`` when numba can be imported and the run would take at least ``AUTO_MIN_SECONDS``
   on the ``numpy`` engine, by the estimate below, so that the load pays for itself; ``numpy`` otherwise.
 

@@ -24,7 +24,9 @@ Buffers are allocated once per batch size and reused. The result equals the stra
 rounding (the tests hold them to 1e-12 in float64); it is deterministic for a given number of cores.
 
 On the ``compiled`` engine (``nncli.engines``) a step of at most ``COMPILED_MAX_WORK`` multiply-adds per
-product pass is one call of ``nncli.compiled.step``; a larger one keeps this path's BLAS products, and
+product pass is one call of ``nncli.compiled.step``. A larger step of fewer than ``MIN_ROWS_TO_SPLIT`` rows
+on more than one core is one call of ``nncli.threaded.step``, which shares every phase of the step among
+numba's threads by units (where that module can run). Any other step keeps this path's BLAS products, and
 everything else it does (gathering the batch, the units, the momentum update) goes through
 ``nncli.compiled.CompiledPasses``, one compiled pass each, instead of ``NumpyPasses``.
 """

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nncli.activations import ACTIVATIONS, Activation
+from nncli.cores import blas_controller
 from nncli.errors import NncliError, lookup
 from nncli.initializers import INITIALIZERS, RELU_BIAS, initial_bias
 from nncli.layers import Dense
@@ -343,11 +344,13 @@ def _as_matrix(values, name: str, columns: int, dtype) -> np.ndarray:
 def _all_finite(array: np.ndarray) -> bool:
     """Whether no entry is nan or ±inf, with no boolean array as large as ``array``.
 
-    The row sums (one pass, by BLAS on every core) are all finite unless an entry is nan or ±inf, or a
-    sum of finite entries overflows; only then are the minimum and maximum taken (two passes), which
-    are nan or ±inf exactly when some entry is.
+    The row sums (one pass, by BLAS) are all finite unless an entry is nan or ±inf, or a sum of finite
+    entries overflows; only then are the minimum and maximum taken (two passes), which are nan or ±inf
+    exactly when some entry is. BLAS runs on one thread here: waking its other threads would leave them
+    spinning, for about a tenth of a second, against the training that follows (2.5 ms an epoch, a fifth,
+    on the performance issue's W3).
     """
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"), blas_controller().limit(limits=1, user_api="blas"):
         row_sums = array @ np.ones(array.shape[1], dtype=array.dtype)
     if np.isfinite(row_sums).all():
         return True

@@ -40,10 +40,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from nncli import engines, example_step
-from nncli.cores import available_cores
+from nncli.cores import available_cores, blas_controller
 from nncli.network import Network
 
 # A step of at most this many multiply-adds per product pass (m × the number of weights) is compiled
@@ -62,12 +61,6 @@ def shared_pool(workers: int) -> ThreadPoolExecutor:
 
 if hasattr(os, "register_at_fork"):  # POSIX: a forked child has none of its parent's threads
     os.register_at_fork(after_in_child=shared_pool.cache_clear)
-
-
-@functools.cache
-def blas_controller() -> ThreadpoolController:
-    """The loaded BLAS libraries, found once per process."""
-    return ThreadpoolController()
 
 
 def even_spans(total: int, count: int) -> list[slice]:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 import os
 
 import llvmlite.binding as llvm
@@ -95,9 +96,31 @@ def _gemm_found() -> bool:
     return False
 
 
+# numba's threading layers that more than one Python thread may run parallel code on at once, by the
+# setting that picks them (its workqueue layer aborts the process instead, and is slow to start a loop)
+_LAYERS_BY_SETTING = {"default": ("tbb", "omp"), "threadsafe": ("tbb", "omp"), "omp": ("omp",)}
+_LAYERS_BY_SETTING |= {"tbb": ("tbb",), "safe": ("tbb",)}
+
+
+@functools.cache
+def _layer_importable(layer: str) -> bool:
+    try:
+        importlib.import_module(f"numba.np.ufunc.{layer}pool")
+    except Exception:  # numba reports a layer it cannot load with errors of several kinds
+        return False
+    return True
+
+
+def threads_usable() -> bool:
+    """Whether numba's threads run on OpenMP or TBB (the layer its setting picks), more than one."""
+    layers = _LAYERS_BY_SETTING.get(str(numba.config.THREADING_LAYER).lower(), ())
+    return any(_layer_importable(layer) for layer in layers) and numba.config.NUMBA_NUM_THREADS > 1
+
+
 def available() -> bool:
-    """Whether this process can run ``ThreadedStep``: the gemm calls found, numba's threads usable."""
-    return not _forked and numba.config.NUMBA_NUM_THREADS > 1 and _gemm_found()
+    """Whether this process can run ``ThreadedStep``: not forked from one that ran it, numba's threads
+    usable, the gemm calls found."""
+    return not _forked and threads_usable() and _gemm_found()
 
 
 _threaded = numba.njit(

@@ -282,3 +282,19 @@ def test_a_process_forked_after_threaded_steps_trains_without_them(monkeypatch):
     assert child.exitcode == 0
     assert threaded_in_parent and not threaded_in_child
     np.testing.assert_allclose(in_child, in_parent, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("setting", "usable"), [("workqueue", False), ("forksafe", False), ("omp", None)])
+def test_the_threaded_step_runs_only_on_a_threading_layer_that_threads_may_share(
+    monkeypatch, setting, usable
+):
+    """numba's workqueue layer aborts the process when two threads run parallel code at once."""
+    import numba
+
+    from nncli import threaded
+
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", setting)
+    expected = threaded._layer_importable("omp") if usable is None else usable
+    assert threaded.threads_usable() == (expected and numba.config.NUMBA_NUM_THREADS > 1)
+    if not expected:
+        assert nncli.engines.threaded_kernels() is None

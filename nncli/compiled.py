@@ -404,6 +404,24 @@ def step(X, Y, rows, start, theta, S, G, work, sizes, offsets, hyper, codes):
     return loss, squares
 
 
+def parameter_starts(net) -> list[int]:
+    """Where W^(1), b^(1), …, W^(L), b^(L) start in θ."""
+    return [net.slices[(id(layer), index)].start for layer in net.layers for index in range(2)]
+
+
+def unit_codes(net) -> np.ndarray:
+    """(hidden, output): the kernels' codes of ``net``'s units."""
+    return np.array([HIDDEN_CODES[net.hidden.name], OUTPUT_CODES[net.output.name]], dtype=np.int64)
+
+
+_NO_ROWS = np.empty(0, dtype=np.int64)
+
+
+def batch_rows(rows) -> tuple[np.ndarray, int]:
+    """A step's rows as the kernels take them: (index array, 0), or (no index, start) for a slice."""
+    return (_NO_ROWS, rows.start) if rows.__class__ is slice else (rows, 0)
+
+
 class CompiledStep:
     """Steps of m rows on ``net`` through ``step``: the network's shape, offsets and codes, and the work
     buffer, made once. ``run`` updates θ and S in place, and leaves a^(L) and the batch's Y rows in
@@ -413,25 +431,18 @@ class CompiledStep:
         self.net, self.S, self.gradient = net, S, gradient
         sizes = net.layer_sizes
         self.sizes = np.array([m, *sizes], dtype=np.int64)
-        starts = []
-        for layer in net.layers:
-            starts += [net.slices[(id(layer), index)].start for index in range(2)]
-        self.offsets = np.array([*starts, net.n_regularized], dtype=np.int64)
+        self.offsets = np.array([*parameter_starts(net), net.n_regularized], dtype=np.int64)
         self.hyper = np.array([c, beta, decay], dtype=net.dtype)
-        self.codes = np.array([HIDDEN_CODES[net.hidden.name], OUTPUT_CODES[net.output.name]], dtype=np.int64)
+        self.codes = unit_codes(net)
         rows_of_work = sum(sizes) + sizes[-1] + sum(sizes[1:])
         self.work = np.zeros(m * rows_of_work, dtype=net.dtype)
         K, at = sizes[-1], m * sum(sizes[:-1])
         self.outputs = self.work[at : at + m * K].reshape(m, K)
         self.targets = self.work[at + m * K : at + 2 * m * K].reshape(m, K)
-        self._no_rows = np.empty(0, dtype=np.int64)
 
     def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
         """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
-        if rows.__class__ is slice:
-            index, start = self._no_rows, rows.start
-        else:
-            index, start = rows, 0
+        index, start = batch_rows(rows)
         return step(
             X, Y, index, start, self.net.theta, self.S, self.gradient, self.work,
             self.sizes, self.offsets, self.hyper, self.codes,

@@ -301,30 +301,21 @@ class ThreadedStep:
         sizes = net.layer_sizes
         layers = len(sizes) - 1
         self.sizes = np.array([m, *sizes], dtype=np.int64)
-        starts = []
-        for layer in net.layers:
-            starts += [net.slices[(id(layer), index)].start for index in range(2)]
-        self.offsets = np.array(starts, dtype=np.int64)
+        self.offsets = np.array(compiled.parameter_starts(net), dtype=np.int64)
         lengths = [*(m * s for s in sizes), m * sizes[-1], *(m * s for s in sizes[1:])]
         self.places = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
         self.work = np.zeros(sum(lengths), dtype=net.dtype)
         self.hyper = np.array([c, beta, decay], dtype=net.dtype)
-        self.codes = np.array(
-            [compiled.HIDDEN_CODES[net.hidden.name], compiled.OUTPUT_CODES[net.output.name]], dtype=np.int64
-        )
+        self.codes = compiled.unit_codes(net)
         self.shares = np.stack([_cuts(m, threads), *(_cuts(s, threads) for s in sizes[1:])])
         K = sizes[-1]
         out_at, y_at = self.places[layers], self.places[layers + 1]
         self.outputs = self.work[out_at : out_at + m * K].reshape(K, m).T
         self.targets = self.work[y_at : y_at + m * K].reshape(K, m).T
-        self._no_rows = np.empty(0, dtype=np.int64)
 
     def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
         """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
-        if rows.__class__ is slice:
-            index, start = self._no_rows, rows.start
-        else:
-            index, start = rows, 0
+        index, start = compiled.batch_rows(rows)
         return step(
             X, Y, index, start, self.net.theta, self.S, self.work,
             self.sizes, self.offsets, self.places, self.hyper, self.codes, self.shares,

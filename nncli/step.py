@@ -323,8 +323,8 @@ class FastStep:
                 step = compiled.CompiledStep(
                     self.net, m, self.displacement, self._gradients[0], c, self._beta, decay_rate
                 )
-            elif threads == 1 and self.cores > 1 and engines.threaded_kernels() is not None:
-                step = engines.threaded_kernels().ThreadedStep(
+            elif threads == 1 and self.cores > 1 and (threaded := engines.threaded_kernels()) is not None:
+                step = threaded.ThreadedStep(
                     self.net, m, self.displacement, c, self._beta, decay_rate, self.cores
                 )
                 self._hold_blas_to_one_thread()

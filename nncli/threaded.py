@@ -98,8 +98,13 @@ def _gemm_found() -> bool:
 
 # numba's threading layers that more than one Python thread may run parallel code on at once, by the
 # setting that picks them (its workqueue layer aborts the process instead, and is slow to start a loop)
-_LAYERS_BY_SETTING = {"default": ("tbb", "omp"), "threadsafe": ("tbb", "omp"), "omp": ("omp",)}
-_LAYERS_BY_SETTING |= {"tbb": ("tbb",), "safe": ("tbb",)}
+_LAYERS_BY_SETTING = {
+    "default": ("tbb", "omp"),
+    "threadsafe": ("tbb", "omp"),
+    "omp": ("omp",),
+    "tbb": ("tbb",),
+    "safe": ("tbb",),
+}
 
 
 @functools.cache

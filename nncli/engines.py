@@ -44,14 +44,14 @@ def kernels():
     return compiled if compiled.usable() else None
 
 
-def threaded_kernels():
-    """``nncli.threaded`` where ``kernels`` is available and the step can be shared among numba's
-    threads (``nncli.threaded.available``), else None."""
+def blas_kernels(threads: int = 1):
+    """``nncli.blas_step`` where ``kernels`` is available and its step can run on ``threads`` threads
+    (``nncli.blas_step.available``), else None."""
     if kernels() is None:
         return None
-    from nncli import threaded
+    from nncli import blas_step
 
-    return threaded if threaded.available() else None
+    return blas_step if blas_step.available(threads) else None
 
 
 def required_kernels():

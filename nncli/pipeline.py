@@ -33,7 +33,7 @@ from nncli.gradcheck import GradcheckReport, gradcheck
 from nncli.metrics import ACCURACY, Metric, rmse
 from nncli.model_file import load_checkpoint, load_model, save_checkpoint, save_model
 from nncli.network import Network
-from nncli.train import DIVERGED, EpochRecord, History, Trainer
+from nncli.train import DIVERGED, INTERRUPTED, EpochRecord, History, Trainer
 from nncli.train import evaluate as evaluate_split
 
 MODEL_FILE, HISTORY_FILE, METRICS_FILE = "model.npz", "history.csv", "metrics.json"
@@ -229,11 +229,21 @@ def _resume(
             f"set training.engine to auto or {started_with!r}, or pass --overwrite to start again"
         )
     done = trainer.state.epoch
-    if done >= epochs:
+    if done >= epochs and _ended(directory, done):
         raise NncliError(
             f"the run in '{directory}' already has {done} epochs; raise training.epochs "
             f"(or pass --epochs) above {done} to train longer"
         )
+
+
+def _ended(directory: Path, epochs: int) -> bool:
+    """Whether the run in ``directory`` wrote its end, ``epochs`` epochs in, and was not interrupted: a
+    run killed between its last checkpoint and its metrics has not, and resuming it writes them."""
+    try:
+        summary = json.loads((directory / METRICS_FILE).read_text())
+        return summary["epochs"] == epochs and summary["stop_reason"] != INTERRUPTED
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
 
 
 @dataclass

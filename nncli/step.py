@@ -23,10 +23,12 @@ same threads. This keeps every core busy through the element-wise work that BLAS
 Buffers are allocated once per batch size and reused. The result equals the straightforward step up to
 rounding (the tests hold them to 1e-12 in float64); it is deterministic for a given number of cores.
 
-On the ``compiled`` engine (``nncli.engines``) a step of at most ``COMPILED_MAX_WORK`` multiply-adds per
-product pass is one call of ``nncli.compiled.step``. A larger step of fewer than ``MIN_ROWS_TO_SPLIT`` rows
-on more than one core is one call of ``nncli.threaded.step``, which shares every phase of the step among
-numba's threads by units (where that module can run). Any other step keeps this path's BLAS products, and
+On the ``compiled`` engine (``nncli.engines``) a step is one compiled call where it can be: of
+``nncli.compiled.step`` (its products written as loops) up to ``LOOPS_MAX_WORK`` multiply-adds per product
+pass; of ``nncli.blas_step``'s step, which calls BLAS's gemm for its products, up to
+``COMPILED_MAX_WORK`` on one thread, and above it, for fewer than ``MIN_ROWS_TO_SPLIT`` rows, shared among
+numba's threads by units (where that module can run; where it cannot, ``nncli.compiled.step`` still
+takes the steps up to ``COMPILED_MAX_WORK``). Any other step keeps this path's BLAS products, and
 everything else it does (gathering the batch, the units, the momentum update) goes through
 ``nncli.compiled.CompiledPasses``, one compiled pass each, instead of ``NumpyPasses``.
 """
@@ -45,8 +47,11 @@ from nncli import engines, example_step
 from nncli.cores import available_cores, blas_controller
 from nncli.network import Network
 
-# A step of at most this many multiply-adds per product pass (m × the number of weights) is compiled
-# (``nncli.compiled``): below it NumPy's per-call cost outweighs the arithmetic BLAS would speed up.
+# Steps by their multiply-adds per product pass (m × the number of weights), on the compiled engine: at
+# most LOOPS_MAX_WORK, the products are ``nncli.compiled``'s loops (BLAS's call costs more than their
+# arithmetic); at most COMPILED_MAX_WORK, BLAS's gemm on one thread (``nncli.blas_step``); above it, a
+# mini-batch's step is shared among the cores.
+LOOPS_MAX_WORK = 1 << 13
 COMPILED_MAX_WORK = 1 << 20
 CHUNK_ROWS = 2048
 MIN_ROWS_TO_SPLIT = 1024  # BLAS threads already share the products of a smaller step well
@@ -316,18 +321,8 @@ class FastStep:
         gradients = self._gradients[:threads]
         c = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m)
         decay_rate = self.net.dtype.type(self.alpha * (1.0 - self.beta) / m * self.lambda_)
-        compiled = self._kernels
-        if compiled is not None and compiled.serves(self.net):
-            step = None
-            if m * self.net.n_regularized <= COMPILED_MAX_WORK:
-                step = compiled.CompiledStep(
-                    self.net, m, self.displacement, self._gradients[0], c, self._beta, decay_rate
-                )
-            elif threads == 1 and self.cores > 1 and (threaded := engines.threaded_kernels()) is not None:
-                step = threaded.ThreadedStep(
-                    self.net, m, self.displacement, c, self._beta, decay_rate, self.cores
-                )
-                self._hold_blas_to_one_thread()
+        if self._kernels is not None and self._kernels.serves(self.net):
+            step = self._compiled_step(m, c, decay_rate)
             if step is not None:
                 layout = self._layouts[m] = _Layout(c, decay_rate, [], [], compiled=step)
                 return layout
@@ -345,6 +340,28 @@ class FastStep:
             )
         layout = self._layouts[m] = _Layout(c, decay_rate, workers, ranges, example)
         return layout
+
+    def _compiled_step(self, m: int, c: np.floating, decay_rate: np.floating):
+        """The compiled step for m rows (one call per step), or None where such steps keep this module's
+        path: the loops of ``nncli.compiled`` for the smallest steps, ``nncli.blas_step`` (on one thread
+        up to ``COMPILED_MAX_WORK``, shared among the cores above it) for mini-batches, the loops again
+        where BLAS's gemm cannot be called directly."""
+        work = m * self.net.n_regularized
+        small = work <= COMPILED_MAX_WORK
+        if work > LOOPS_MAX_WORK and (small or m < MIN_ROWS_TO_SPLIT):
+            threads = 1 if small else self.cores
+            blas = engines.blas_kernels(threads)
+            if blas is None and threads > 1:
+                threads, blas = 1, engines.blas_kernels(1)
+            if blas is not None:
+                if small or threads > 1:  # a small product is faster on one thread, a shared one must be
+                    self._hold_blas_to_one_thread()
+                return blas.BlasStep(self.net, m, self.displacement, c, self._beta, decay_rate, threads)
+        if small:
+            return self._kernels.CompiledStep(
+                self.net, m, self.displacement, self._gradients[0], c, self._beta, decay_rate
+            )
+        return None
 
     def _backprop(self, worker: _Worker, X, Y, rows, c: np.floating) -> tuple[float, float]:
         """Forward and back propagation of the worker's chunks; their c·Δ summed into its gradient."""

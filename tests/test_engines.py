@@ -65,23 +65,33 @@ def test_an_unknown_engine_is_named_with_the_choices():
         train(Network([4, 5, 3], seed=0), X, Y, engine="fast")
 
 
-def test_the_compiled_engine_takes_a_small_step_in_one_call_and_a_large_one_on_blas(monkeypatch):
-    """A large step on one core keeps BLAS's products; on two it is shared among numba's threads."""
+def test_the_compiled_engine_picks_the_loops_blas_step_threads_or_numpy_calls_by_the_work(monkeypatch):
+    """By m × weights: the loops, then BLAS's gemm on one thread, then shared among the cores for fewer
+    than MIN_ROWS_TO_SPLIT rows, NumPy's calls for more; the loops again where gemm is not found."""
     X, Y = problem()
     net = Network([4, 5, 3], seed=0)
-    step = FastStep(net, 0.1, 0.01, 0.9, engine="compiled", cores=1)
-    step.take(X, Y, np.arange(8))
-    assert isinstance(step._layouts[8].compiled, compiled.CompiledStep) and step._layouts[8].workers == []
-    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 8 * net.n_regularized - 1)
-    step.take(X, Y, np.arange(9))  # 9 rows are more work than the compiled step takes
-    assert step._layouts[9].compiled is None and len(step._layouts[9].workers) == 1
-    if engines.threaded_kernels() is not None:
-        from nncli.threaded import ThreadedStep
+    work = net.n_regularized
+    monkeypatch.setattr(nncli.step, "LOOPS_MAX_WORK", 8 * work)
+    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 9 * work)
+    monkeypatch.setattr(nncli.step, "MIN_ROWS_TO_SPLIT", 11)
 
-        on_two = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="compiled", cores=2)
-        on_two.take(X, Y, np.arange(9))
-        assert isinstance(on_two._layouts[9].compiled, ThreadedStep)
-        on_two.close()
+    def kinds(cores: int) -> list[str]:
+        step = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="compiled", cores=cores)
+        found = []
+        for m in (8, 9, 10, 11):
+            step.take(X, Y, np.arange(m))
+            chosen = step._layouts[m].compiled
+            found.append(getattr(chosen, "kernel", chosen.__class__).__name__)
+        step.close()
+        return found
+
+    blas = engines.blas_kernels(1) is not None
+    on_one = ["serial_step", "serial_step"] if blas else ["CompiledStep", "NoneType"]
+    assert kinds(1) == ["CompiledStep", *on_one, "NoneType"]
+    if engines.blas_kernels(2) is not None:
+        assert kinds(2) == ["CompiledStep", "serial_step", "step", "NoneType"]
+    monkeypatch.setattr(engines, "blas_kernels", lambda threads=1: None)
+    assert kinds(2) == ["CompiledStep", "CompiledStep", "NoneType", "NoneType"]
     numpy_step = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="numpy")
     numpy_step.take(X, Y, np.arange(8))
     assert numpy_step._layouts[8].compiled is None and numpy_step._kernels is None

@@ -29,18 +29,29 @@ def straightforward_train(net, X, Y, alpha, lambda_, beta, batch, batch_size, ep
     return costs
 
 
-@pytest.fixture(params=["numpy", "compiled", "compiled update", "compiled threaded"])
+NO_BLAS_STEP = "nncli.blas_step cannot run here (no 64-bit OpenBLAS gemm)"
+NO_THREADED_STEP = "nncli.blas_step cannot share a step here (no 64-bit OpenBLAS gemm, or one numba thread)"
+
+
+@pytest.fixture(params=["numpy", "compiled", "compiled blas", "compiled update", "compiled threaded"])
 def engine(request, monkeypatch):
-    """Each engine of ``nncli.engines``; "compiled update" is the compiled engine on steps too large for
-    the compiled step on one core (BLAS products, and ``compiled.CompiledPasses`` for the rest), and
-    "compiled threaded" the same steps on two cores (``nncli.threaded``)."""
+    """Each engine of ``nncli.engines``, and each path of the compiled one: "compiled" takes these tests'
+    small steps in ``compiled.step``'s loops, "compiled blas" in ``blas_step``'s serial step, "compiled
+    update" keeps BLAS products in NumPy calls (and ``compiled.CompiledPasses`` for the rest), and
+    "compiled threaded" shares the steps among two threads (``blas_step.step``)."""
+    if request.param == "compiled blas":
+        if nncli.engines.blas_kernels(1) is None:
+            pytest.skip(NO_BLAS_STEP)
+        monkeypatch.setattr(nncli.step, "LOOPS_MAX_WORK", 0)
+        return "compiled"
     if request.param == "compiled update":
         monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
-        monkeypatch.setattr(nncli.engines, "threaded_kernels", lambda: None)
+        monkeypatch.setattr(nncli.engines, "blas_kernels", lambda threads=1: None)
         return "compiled"
     if request.param == "compiled threaded":
-        if nncli.engines.threaded_kernels() is None:
-            pytest.skip("nncli.threaded cannot run here (no 64-bit OpenBLAS gemm, or one numba thread)")
+        if nncli.engines.blas_kernels(2) is None:
+            pytest.skip(NO_THREADED_STEP)
+        monkeypatch.setattr(nncli.step, "LOOPS_MAX_WORK", 0)
         monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
         monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
         return "compiled"
@@ -217,25 +228,28 @@ def test_the_column_forms_of_a_layer_are_the_row_forms_transposed(s_in, s_out, m
     np.testing.assert_allclose(below, layer.propagate(delta).T, rtol=1e-14, atol=1e-14)
 
 
-needs_threaded = pytest.mark.skipif(
-    nncli.engines.threaded_kernels() is None,
-    reason="nncli.threaded cannot run here (no 64-bit OpenBLAS gemm, or one numba thread)",
-)
+needs_threaded = pytest.mark.skipif(nncli.engines.blas_kernels(2) is None, reason=NO_THREADED_STEP)
 
 
-@needs_threaded
 @pytest.mark.parametrize("sizes", [[7, 9, 5, 3], [7, 1, 4], [7, 3, 1]])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_the_threaded_step_shares_units_among_threads_and_equals_the_straightforward_step(
-    monkeypatch, sizes, dtype
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_blas_step_shares_units_among_threads_and_equals_the_straightforward_step(
+    monkeypatch, sizes, dtype, threads
 ):
-    """Layers of one unit leave a thread no share of them; the step still equals the plain one."""
-    from nncli import threaded
+    """Layers of one unit leave a thread no share of them; the step still equals the plain one, on one
+    thread or two."""
+    if nncli.engines.blas_kernels(threads) is None:
+        pytest.skip(NO_THREADED_STEP if threads > 1 else NO_BLAS_STEP)
+    from nncli import blas_step
 
-    runs = []
-    run = threaded.ThreadedStep.run
-    monkeypatch.setattr(threaded.ThreadedStep, "run", lambda self, *a: runs.append(1) or run(self, *a))
-    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
+    kernels = []
+    run = blas_step.BlasStep.run
+    monkeypatch.setattr(
+        blas_step.BlasStep, "run", lambda self, *a: kernels.append(self.kernel) or run(self, *a)
+    )
+    monkeypatch.setattr(nncli.step, "LOOPS_MAX_WORK", 0)
+    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0 if threads > 1 else 1 << 20)
     monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
     rng = np.random.default_rng(8)
     X = rng.normal(size=(90, 7)).astype(dtype)
@@ -245,26 +259,34 @@ def test_the_threaded_step_shares_units_among_threads_and_equals_the_straightfor
     fast, plain = (Network(sizes, activation="tanh", output=output, seed=2, dtype=dtype) for _ in range(2))
     history = train(fast, X, Y, **settings, engine="compiled")
     costs = straightforward_train(plain, X, Y, **settings)
-    assert len(runs) == 3 * 6  # every step of 16 rows and each last one of 10
+    # every step of 16 rows and each last one of 10, on the kernel for that many threads
+    assert kernels == [blas_step.step if threads > 1 else blas_step.serial_step] * (3 * 6)
     tolerance = 1e-12 if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=tolerance)
     assert history[-1].train_cost == pytest.approx(np.mean(costs[12:]), rel=tolerance)
 
 
 def _train_wide(X, Y, queue=None):
+    from nncli import blas_step
+
+    kernels = set()
+    run = blas_step.BlasStep.run
+    blas_step.BlasStep.run = lambda self, *a: kernels.add(self.kernel.__name__) or run(self, *a)
     net = Network([20, 30, 3], activation="relu", seed=5)
     settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="mini-batch", batch_size=64, epochs=2)
-    train(net, X, Y, **settings, engine="compiled")
-    threaded = nncli.engines.threaded_kernels() is not None
+    try:
+        train(net, X, Y, **settings, engine="compiled")
+    finally:
+        blas_step.BlasStep.run = run
     if queue is not None:
-        queue.put((net.theta, threaded))
-    return net.theta, threaded
+        queue.put((net.theta, kernels))
+    return net.theta, kernels
 
 
 @needs_threaded
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_process_forked_after_threaded_steps_trains_without_them(monkeypatch):
-    """GNU OpenMP's threads do not survive a fork: the child takes the BLAS path, to the same weights."""
+def test_a_process_forked_after_threaded_steps_trains_on_the_serial_step(monkeypatch):
+    """GNU OpenMP's threads do not survive a fork: the child takes the serial step, to the same weights."""
     import multiprocessing
 
     monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
@@ -272,15 +294,15 @@ def test_a_process_forked_after_threaded_steps_trains_without_them(monkeypatch):
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 20))
     Y = np.eye(3)[rng.integers(0, 3, 300)]
-    in_parent, threaded_in_parent = _train_wide(X, Y)
+    in_parent, kernels_in_parent = _train_wide(X, Y)
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
     child = context.Process(target=_train_wide, args=(X, Y, queue))
     child.start()
-    in_child, threaded_in_child = queue.get(timeout=60)
+    in_child, kernels_in_child = queue.get(timeout=60)
     child.join(timeout=60)
     assert child.exitcode == 0
-    assert threaded_in_parent and not threaded_in_child
+    assert kernels_in_parent == {"step"} and kernels_in_child == {"serial_step"}
     np.testing.assert_allclose(in_child, in_parent, rtol=0, atol=1e-12)
 
 
@@ -291,10 +313,10 @@ def test_the_threaded_step_runs_only_on_a_threading_layer_that_threads_may_share
     """numba's workqueue layer aborts the process when two threads run parallel code at once."""
     import numba
 
-    from nncli import threaded
+    from nncli import blas_step
 
     monkeypatch.setattr(numba.config, "THREADING_LAYER", setting)
-    expected = threaded._layer_importable("omp") if usable is None else usable
-    assert threaded.threads_usable() == (expected and numba.config.NUMBA_NUM_THREADS > 1)
+    expected = blas_step._layer_importable("omp") if usable is None else usable
+    assert blas_step.threads_usable() == (expected and numba.config.NUMBA_NUM_THREADS > 1)
     if not expected:
-        assert nncli.engines.threaded_kernels() is None
+        assert nncli.engines.blas_kernels(2) is None

@@ -176,6 +176,27 @@ def test_resume_refuses_changed_data_and_too_few_epochs(run_folder):
     assert result.exit_code == 2 and "the contents of the data file" in result.stderr
 
 
+@pytest.mark.parametrize("metrics", ["missing", "interrupted"])
+def test_resume_finishes_a_run_stopped_after_its_last_checkpoint_but_before_its_end(run_folder, metrics):
+    """A kill between the last epoch's checkpoint and metrics.json leaves a run of all its epochs that
+    never ended: resuming writes its end, as an uninterrupted run does."""
+    assert invoke("train", config(run_folder, 3), "-q").exit_code == 0
+    ended = json.loads((run_folder / "run/metrics.json").read_text())
+    trained = weights(run_folder / "run/model.npz")
+    if metrics == "missing":
+        (run_folder / "run/metrics.json").unlink()
+    else:
+        (run_folder / "run/metrics.json").write_text(json.dumps({**ended, "stop_reason": "interrupted"}))
+    result = invoke("train", config(run_folder, 3), "--resume", "-q")
+    assert result.exit_code == 0, result.stderr
+    again = json.loads((run_folder / "run/metrics.json").read_text())
+    assert again["stop_reason"] == "completed" and again["epochs"] == 3
+    assert again["train"] == ended["train"]
+    assert weights(run_folder / "run/model.npz") == trained
+    result = invoke("train", config(run_folder, 3), "--resume", "-q")  # now it has ended
+    assert result.exit_code == 2 and "already has 3 epochs" in result.stderr
+
+
 def rewrite_fingerprint(checkpoint: Path, change) -> None:
     """Rewrite a checkpoint's fingerprint by ``change(fingerprint)``, as another nncli may have written it."""
     arrays, meta = load_checkpoint(checkpoint)

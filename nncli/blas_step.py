@@ -1,9 +1,15 @@
-"""The compiled step for mini-batches whose products outweigh NumPy's calls, shared among threads by units.
+"""The compiled step that calls BLAS for its products: on one thread, or shared among threads by units.
 
-BLAS spreads one product over the cores, but everything between two products (the units, g′, the
-momentum update) runs on one core while the other waits, and each product ends in a wait for the slowest
-thread. Here the step is one numba function whose parallel loops give every thread a share of each
-layer's units, for every phase of the step:
+``nncli.compiled.step`` writes its products as loops, which run at about half BLAS's speed once a step has
+more than a few thousand multiply-adds. Here the step is one numba function whose products are calls of
+BLAS's gemm and whose everything else (bias, units, g′, the momentum update) is ``nncli.compiled``'s
+loops, with no NumPy call between them.
+
+On several cores, BLAS spreads one product over them, but everything between two products runs on one
+core while the others wait, and each product ends in a wait for the slowest thread. So ``step``'s
+parallel loops give every thread a share of each layer's units, for every phase of the step;
+``serial_step`` is the same function compiled without threads (each loop over threads runs once, over
+all the units):
 
 - forward:  thread t computes rows U_t of z^(l+1) = W^(l) a^(l) + b^(l) (rows U_t of W^(l) times all of
   a^(l)), then a^(l+1) = g(z^(l+1)) on those rows;
@@ -16,15 +22,15 @@ layer's units, for every phase of the step:
   layer l, in the next parallel loop (the backward loop still reads all of W^(l)).
 
 So the only single-threaded work is the output units, and a thread's part of W^(l) and S stays in its
-core's cache from its gradient to its update. Each thread's BLAS calls run on that thread (BLAS is held
-to one thread of its own while a run lasts). The formulas are those of ``nncli.step``, with c = α(1 − β)/m,
-S = α V; the tests hold the result to the straightforward step's within 1e-12 in float64. It is
-deterministic for a given number of threads.
+core's cache from its gradient to its update. Each thread's BLAS calls run on that thread (``nncli.step``
+holds BLAS to one thread of its own while a run lasts). The formulas are those of ``nncli.step``, with
+c = α(1 − β)/m, S = α V; the tests hold the result to the straightforward step's within 1e-12 in
+float64. It is deterministic for a given number of threads.
 
 BLAS is called directly, as ``cblas_?gemm`` of the OpenBLAS that NumPy loaded (64-bit integers), found by
 name: elsewhere (another BLAS, or NumPy built against a 32-bit one) ``available`` is False and the step
-keeps ``nncli.step``'s path. So does a process forked from one that has run this step (GNU OpenMP's
-threads do not survive a fork).
+keeps ``nncli.compiled``'s loops or ``nncli.step``'s path. A process forked from one that has run the
+threaded step runs the serial one only (GNU OpenMP's threads do not survive a fork).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ import ctypes
 import functools
 import importlib
 import os
+import types as pytypes
 
 import llvmlite.binding as llvm
 import numba
@@ -122,10 +129,10 @@ def threads_usable() -> bool:
     return any(_layer_importable(layer) for layer in layers) and numba.config.NUMBA_NUM_THREADS > 1
 
 
-def available() -> bool:
-    """Whether this process can run ``ThreadedStep``: not forked from one that ran it, numba's threads
-    usable, the gemm calls found."""
-    return not _forked and threads_usable() and _gemm_found()
+def available(threads: int = 1) -> bool:
+    """Whether this process can run ``BlasStep`` on ``threads`` threads: the gemm calls found and, for
+    more than one thread, numba's threads usable in a process not forked from one that ran them."""
+    return _gemm_found() and (threads == 1 or (not _forked and threads_usable()))
 
 
 _threaded = numba.njit(
@@ -289,20 +296,35 @@ def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes
     return loss, squares
 
 
+def _renamed(function, name: str):
+    """A copy of ``function`` under another name. numba's disk cache files a function's compiled code by
+    its qualified name, not by the options it was compiled with: the serial compile of ``step`` needs a
+    name of its own, or it could load the parallel one from the cache."""
+    copy = pytypes.FunctionType(function.__code__, function.__globals__, name)
+    copy.__qualname__ = copy.__name__ = name
+    copy.__doc__ = function.__doc__
+    return copy
+
+
+serial_step = _serial(_renamed(step.py_func, "serial_step"))  # prange is range here
+
+
 def _cuts(total: int, parts: int) -> np.ndarray:
     return np.linspace(0, total, parts + 1).round().astype(np.int64)
 
 
-class ThreadedStep:
-    """Steps of m rows on ``net`` through ``step``, shared among ``threads`` threads: the network's shape,
-    offsets, codes, the threads' shares and the work buffer, made once. ``run`` updates θ and S in place,
-    and leaves a^(L) and the batch's Y, as rows, in ``outputs`` and ``targets`` for a metric."""
+class BlasStep:
+    """Steps of m rows on ``net`` through ``step`` shared among ``threads`` threads, or through
+    ``serial_step`` for one: the network's shape, offsets, codes, the threads' shares and the work buffer,
+    made once. ``run`` updates θ and S in place, and leaves a^(L) and the batch's Y, as rows, in
+    ``outputs`` and ``targets`` for a metric."""
 
     def __init__(self, net, m: int, S: np.ndarray, c, beta, decay, threads: int) -> None:
-        if not available():  # the gemm symbols must be known to the linker before ``step`` is loaded
-            raise RuntimeError("nncli.threaded cannot run in this process (see nncli.threaded.available)")
-        self.net, self.S = net, S
         threads = min(threads, numba.get_num_threads())
+        if not available(threads):  # the gemm symbols must be known to the linker before a step is loaded
+            raise RuntimeError("nncli.blas_step cannot run in this process (see nncli.blas_step.available)")
+        self.net, self.S = net, S
+        self.kernel = step if threads > 1 else serial_step
         sizes = net.layer_sizes
         layers = len(sizes) - 1
         self.sizes = np.array([m, *sizes], dtype=np.int64)
@@ -321,7 +343,7 @@ class ThreadedStep:
     def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
         """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
         index, start = compiled.batch_rows(rows)
-        return step(
+        return self.kernel(
             X, Y, index, start, self.net.theta, self.S, self.work,
             self.sizes, self.offsets, self.places, self.hyper, self.codes, self.shares,
         )  # fmt: skip

@@ -277,10 +277,32 @@ def test_a_signal_saves_everything_and_resume_finishes_the_run(run_folder, signu
     assert weights(run_folder / "run/model.npz") == weights(run_folder / "whole/model.npz")
 
 
+def checkpoint_epoch(folder):
+    """The epoch the run in `folder` last saved, 0 before its first checkpoint."""
+    if not (folder / "checkpoint.npz").exists():
+        return 0
+    _, record = load_checkpoint(folder / "checkpoint.npz")
+    return record["trainer"]["epoch"]
+
+
+def kill_after(process, folder, epoch, jitter):
+    """SIGKILL `process` `jitter` seconds after its checkpoint reaches `epoch`: paced by the run's own progress,
+    so that the kills land inside training on a fast machine and a slow one alike. False if it ended first."""
+    deadline = time.monotonic() + 120
+    while checkpoint_epoch(folder) < epoch and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(jitter)
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return True
+
+
 def test_killed_runs_leave_loadable_files_and_resume_bit_for_bit(run_folder):
     """SIGKILL at 24 random moments: the files left are whole, and resuming each time still ends with
     the weights of a run that was never stopped."""
-    epochs = 2000
+    epochs = 800  # 24 kills take at most 24 × 25 epochs of it
     for out, every in (("whole", "null"), ("run", "1")):
         text = config(run_folder, epochs, out).read_text().replace("batch_size: 8", "batch_size: 64")
         text = text.replace(f"output: {{dir: {out}}}", f"output: {{dir: {out}, checkpoint_every: {every}}}")
@@ -291,29 +313,23 @@ def test_killed_runs_leave_loadable_files_and_resume_bit_for_bit(run_folder):
     folder = run_folder / "run"
     kills = 0
     seen_epochs = []
-    for _ in range(60):
+    while kills < 24:
         args = [NNCLI, "train", str(path), "-q"] + (
             ["--resume"] if (folder / "checkpoint.npz").exists() else []
         )
         process = subprocess.Popen(args, cwd=run_folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.4, 1.6))
-        if process.poll() is not None:
+        target = checkpoint_epoch(folder) + int(rng.integers(1, 25))
+        if not kill_after(process, folder, target, rng.uniform(0, 0.02)):
             _, stderr = process.communicate()
             assert process.returncode == 0, stderr.decode()
             break
-        process.send_signal(signal.SIGKILL)
-        process.wait()
         kills += 1
         for leftover in folder.glob(".*.tmp"):
             leftover.unlink()  # what a killed writer leaves is only ever a temporary file
-        if (folder / "checkpoint.npz").exists():
-            _, record = load_checkpoint(folder / "checkpoint.npz")
-            seen_epochs.append(record["trainer"]["epoch"])
+        seen_epochs.append(checkpoint_epoch(folder))
         if (folder / "model.npz").exists():
             load_model(folder / "model.npz")
-        if kills >= 24 and (folder / "checkpoint.npz").exists():
-            break
-    assert kills >= 20
+    assert kills == 24
     assert seen_epochs == sorted(seen_epochs)  # checkpoints only ever move forward
     assert len(set(seen_epochs)) >= 10  # the kills landed at many different points of training
     result = invoke("train", path, "-q", "--resume")

@@ -1,10 +1,12 @@
 """Which implementation runs the training step: NumPy calls, or the step compiled by numba.
 
 - ``numpy``: every step is a few dozen NumPy calls (``nncli.step``). No compiler is loaded.
-- ``compiled``: numba's kernels (``nncli.compiled``). A small step (m × weights ≤ ``COMPILED_MAX_WORK``)
-  is one compiled call. A larger mini-batch on several cores is one call too, its work shared among
-  numba's threads by units, each thread calling BLAS for its share of the products (``nncli.threaded``).
-  Any other large step keeps BLAS for its products and runs its momentum update as one fused pass.
+- ``compiled``: numba's kernels. A step of m × weights ≤ ``LOOPS_MAX_WORK`` is one call of plain loops
+  (``nncli.compiled``); one of m × weights ≤ ``COMPILED_MAX_WORK`` is one call that gets its products
+  from BLAS's gemm on one thread (``nncli.blas_step.serial_step``). A larger mini-batch on several cores
+  is one call too, its work shared among numba's threads by units, each thread calling gemm for its
+  share of the products (``nncli.blas_step.step``). Any other large step keeps NumPy's BLAS calls for
+  its products and runs its momentum update as one fused pass.
   Loading numba costs a process about 0.7 s (its import and LLVM's start-up), and more on the first run,
   which compiles the kernels and caches them on disk.
 - ``auto``: ``compiled`` when numba can be imported and the run would take at least ``AUTO_MIN_SECONDS``

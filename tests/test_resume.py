@@ -286,8 +286,9 @@ def checkpoint_epoch(folder):
 
 
 def kill_after(process, folder, epoch, jitter):
-    """SIGKILL `process` `jitter` seconds after its checkpoint reaches `epoch`: paced by the run's own progress,
-    so that the kills land inside training on a fast machine and a slow one alike. False if it ended first."""
+    """SIGKILL `process` `jitter` seconds after its checkpoint reaches `epoch`: paced by the run's own
+    progress, so that the kills land inside training on a fast machine and a slow one alike. False if it
+    ended first."""
     deadline = time.monotonic() + 120
     while checkpoint_epoch(folder) < epoch and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)

@@ -30,6 +30,8 @@ from end_to_end import run_end_to_end
 from workloads import WORKLOADS, gemm_limit
 
 SAMPLE_SECONDS = 0.3
+# Seven repetitions: on this shared machine one W2 float32 repetition's ratio to its limit ranged 0.90–1.72
+# within a run of five (median 1.13), and medians of five repetitions 0.99–1.42 between runs.
 REPS = 7
 # Before each sample the process sleeps this long, so that the threads the previous contender left spinning
 # (OpenBLAS and OpenMP workers busy-wait for a while after their last call) are parked and no contender
@@ -86,8 +88,6 @@ def measure(workload, dtype, reps: int) -> tuple[dict[str, float], dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    # Seven: on this shared machine one W2 float32 repetition's ratio to its limit ranged 0.90–1.72 within
-    # a run of five (median 1.13), and medians of five repetitions 0.99–1.42 between runs.
     parser.add_argument("--reps", type=int, default=REPS)
     parser.add_argument("--only", nargs="*", default=[w.name for w in WORKLOADS])
     parser.add_argument("--skip-cli", action="store_true")

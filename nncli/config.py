@@ -236,6 +236,8 @@ class Config:
     training: TrainingConfig
     output: OutputConfig
     source: Path | None = None
+    from_command_line: frozenset[str] = frozenset()  # key paths that --set and the flags gave
+    epochs_in_file: Any = None  # training.epochs as the file gives it, before --set and --epochs
 
     def to_dict(self) -> dict:
         """The resolved config as plain YAML/JSON values (paths as strings), keyed as in the file."""
@@ -325,9 +327,14 @@ def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, A
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
         _assign(document, key.strip(), parsed, "--set ")
+    training = document.get("training")
+    epochs_in_file = training.get("epochs") if isinstance(training, dict) else None
+    given = {item.partition("=")[0].strip() for item in overrides}
     for key, value in (values or {}).items():
         _assign(document, key, value, "")
-    return validate(document, path.parent.resolve(), source=path)
+        given.add(key)
+    config = validate(document, path.parent.resolve(), source=path)
+    return dataclasses.replace(config, from_command_line=frozenset(given), epochs_in_file=epochs_in_file)
 
 
 def validate(document: dict, base: Path, source: Path | None = None) -> Config:

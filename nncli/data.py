@@ -27,6 +27,8 @@ from nncli.line_ranges import line_ranges, open_range
 from nncli.metrics import predicted_classes
 
 MIN_ROWS = 2
+# A whole-number target with more classes than this share of the rows is most likely a number to predict.
+MOST_ROWS = 0.5
 
 
 @dataclass(frozen=True)
@@ -405,6 +407,7 @@ class PreparedData:
     train: tuple[np.ndarray, np.ndarray]
     validation: tuple[np.ndarray, np.ndarray] | None
     test: tuple[np.ndarray, np.ndarray] | None
+    notes: tuple[str, ...] = ()  # what the user should hear about the data, as sentences
 
 
 def resolve_output(requested: str, task: str, n_classes: int | None) -> tuple[str, int]:
@@ -464,6 +467,12 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
         order = {label: i for i, label in enumerate(classes)}
         targets = np.array([order[label] for label in labels], dtype=np.intp)[targets]
     output, units = resolve_output(requested_output, data.task, None if classes is None else len(classes))
+    notes = []
+    if classes and len(classes) > m * MOST_ROWS and all(isinstance(label, int) for label in classes):
+        notes.append(
+            f"nncli: warning: target column {target!r} of '{source.name}' has {len(classes)} classes in "
+            f"{m} rows; if it is a number to predict, set data.task: regression"
+        )
 
     rng = np.random.default_rng(seed)
     train_rows, val_rows = split_rows(m, targets if classes else None, data.validation_split, rng)
@@ -501,7 +510,7 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
     if data.validation is not None:
         validation = _load_split(pre, data.validation, data, "validation file (data.validation)")
     test = _load_split(pre, data.test, data, "test file (data.test)") if data.test is not None else None
-    return PreparedData(pre, output, train, validation, test)
+    return PreparedData(pre, output, train, validation, test, tuple(notes))
 
 
 def _read_training_rows(source: CsvSource, columns: list[str], features: list[str], target: str, task: str):

@@ -5,6 +5,7 @@ check a config's gradients. ``cli.py`` parses arguments, calls one of these and 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import numpy as np
 
 from nncli import __version__
 from nncli.config import Config
+from nncli.cores import available_memory
 from nncli.data import (
     CsvSource,
     PreparedData,
@@ -33,7 +35,8 @@ from nncli.gradcheck import GradcheckReport, gradcheck
 from nncli.metrics import ACCURACY, Metric, rmse
 from nncli.model_file import load_checkpoint, load_model, save_checkpoint, save_model
 from nncli.network import Network
-from nncli.train import DIVERGED, INTERRUPTED, EpochRecord, History, Trainer
+from nncli.run_folder import RunFolder
+from nncli.train import DIVERGED, EVALUATION_ROWS, INTERRUPTED, EpochRecord, History, Trainer
 from nncli.train import evaluate as evaluate_split
 
 MODEL_FILE, HISTORY_FILE, METRICS_FILE = "model.npz", "history.csv", "metrics.json"
@@ -54,6 +57,7 @@ class TrainingRun:
     history: History
     metrics: dict
     directory: Path
+    epochs: int  # the epochs the run was to reach (a resumed run keeps those it was started with)
 
 
 def metric_for(pre: Preprocessing) -> Metric:
@@ -75,6 +79,43 @@ def build_network(config: Config, prepared: PreparedData, dtype: str | None = No
     )
 
 
+# Copies of Θ a run keeps (θ, the momentum, the best θ, θ at the epoch's start, the gradient, the fast
+# path's buffers), and of a batch's activations per layer (z, a, δ and the fast path's transposes).
+PARAMETER_COPIES, ACTIVATION_COPIES = 6, 4
+
+
+def check_memory(config: Config, prepared: PreparedData, available: int | None = None) -> None:
+    """Refuse a network whose parameters and buffers cannot fit in the memory this machine has free,
+    naming its largest layer, before anything is allocated."""
+    available = available_memory() if available is None else available
+    if available is None:
+        return
+    sizes = [len(prepared.preprocessing.features), *config.model.hidden, prepared.preprocessing.output_units]
+    itemsize = np.dtype(config.model.dtype).itemsize
+    m = len(prepared.train[0])
+    rows = m if config.training.batch == "batch" else min(m, config.training.batch_size)
+    rows = max(rows, min(m, EVALUATION_ROWS))
+    weights = [(s_in + 1) * s_out for s_in, s_out in itertools.pairwise(sizes)]
+    need = (PARAMETER_COPIES * sum(weights) + ACTIVATION_COPIES * rows * sum(sizes)) * itemsize
+    if need <= available:
+        return
+    largest = max(range(len(weights)), key=weights.__getitem__)
+    raise NncliError(
+        f"the network {'-'.join(map(str, sizes))} needs about {_bytes(need)} of memory for its parameters "
+        f"and buffers, more than the {_bytes(available)} free here; its layer {largest + 1} "
+        f"({sizes[largest]} → {sizes[largest + 1]} units, {weights[largest]:,} weights) is the largest: "
+        f"make model.hidden smaller"
+    )
+
+
+def _bytes(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} bytes"
+
+
 def check_output_dir(directory: Path, overwrite: bool, resume: bool) -> None:
     """Refuse to train over an earlier run unless told to (and refuse --resume with nothing to resume)."""
     if directory.exists() and not directory.is_dir():
@@ -83,25 +124,25 @@ def check_output_dir(directory: Path, overwrite: bool, resume: bool) -> None:
         raise NncliError("--overwrite and --resume contradict each other; pass one of them")
     if resume and not (directory / CHECKPOINT_FILE).exists():
         raise NncliError(f"there is no checkpoint in '{directory}' to resume from; train without --resume")
-    if not (overwrite or resume) and (
-        (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists()
-    ):
+    if not (overwrite or resume) and _holds_a_run(directory):
         raise NncliError(
             f"'{directory}' already holds a trained model; pass --resume to continue it "
             f"or --overwrite to replace it"
         )
 
 
-# The hash of the arrays in a run's fingerprint. hashlib's sha256 runs on the processor's SHA instructions
-# where it has them (1.4 GB/s here, against 0.5 GB/s for blake2b: 0.25 s instead of 0.6 s on W2's arrays).
+def _holds_a_run(directory: Path) -> bool:
+    return (directory / MODEL_FILE).exists() or (directory / CHECKPOINT_FILE).exists()
+
+
+# The hash of the arrays in a run's fingerprint (hashlib's sha256 runs on the processor's SHA instructions
+# where it has them).
 ARRAYS_HASH = "sha256"
-# Checkpoints written before the fingerprint named its hash used this one.
-EARLIER_ARRAYS_HASH = "blake2b-16"
 
 
-def arrays_digest(prepared: PreparedData, hash_name: str = ARRAYS_HASH) -> str:
-    """A hash of the training and validation arrays, by ``ARRAYS_HASH`` or ``EARLIER_ARRAYS_HASH``."""
-    digest = hashlib.blake2b(digest_size=16) if hash_name == EARLIER_ARRAYS_HASH else hashlib.new(hash_name)
+def arrays_digest(prepared: PreparedData) -> str:
+    """A hash of the training and validation arrays."""
+    digest = hashlib.new(ARRAYS_HASH)
     for array in (*prepared.train, *(prepared.validation or ())):
         digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()
@@ -109,7 +150,9 @@ def arrays_digest(prepared: PreparedData, hash_name: str = ARRAYS_HASH) -> str:
 
 def fingerprint(config: Config, prepared: PreparedData) -> dict:
     """What decides the weights a run ends with, apart from the number of epochs: the config's data,
-    model and training keys, and a hash of the training and validation arrays."""
+    model and training keys, the preprocessing the data gave (feature names, classes, standardization
+    statistics: arrays standardized from data scaled by 100, or relabelled classes, are the same arrays)
+    and a hash of the training and validation arrays."""
     settings = config.to_dict()
     settings["training"].pop("epochs")
     settings["training"].pop("engine")  # the engine a run started with is in its checkpoint
@@ -118,20 +161,23 @@ def fingerprint(config: Config, prepared: PreparedData) -> dict:
         "data": settings["data"],
         "model": settings["model"],
         "training": settings["training"],
+        "preprocessing": json.loads(json.dumps(prepared.preprocessing.to_meta())),
         "arrays": arrays_digest(prepared),
         "arrays_hash": ARRAYS_HASH,
     }
 
 
-def _in_hash_of(before: dict, now: dict, prepared: PreparedData) -> dict:
-    """``now``, with its arrays hashed as ``before`` hashed them (a checkpoint from before the fingerprint
-    named its hash has no ``arrays_hash``)."""
-    hash_name = before.get("arrays_hash", EARLIER_ARRAYS_HASH)
-    if hash_name == now["arrays_hash"]:
-        return now
-    if hash_name != EARLIER_ARRAYS_HASH:
-        raise TypeError(hash_name)  # not a hash nncli writes: the checkpoint is damaged
-    return {**now, "arrays": arrays_digest(prepared, hash_name), "arrays_hash": hash_name}
+PREPROCESSING_CHANGES = {
+    "feature_names": "its feature columns",
+    "target_name": "its target column",
+    "task": "its task",
+    "classes": "its classes",
+    "output_units": "its output units",
+    "mean": "its features' means",
+    "std": "its features' standard deviations",
+    "target_mean": "its target's mean",
+    "target_std": "its target's standard deviation",
+}
 
 
 def _changes(before: dict, now: dict) -> list[str]:
@@ -142,9 +188,20 @@ def _changes(before: dict, now: dict) -> list[str]:
                 changed.append(
                     f"{section}.{key} changed from {before[section].get(key)!r} to {now[section].get(key)!r}"
                 )
-    if not changed and before["arrays"] != now["arrays"]:
-        changed.append(f"the contents of the data file '{now['data']['path']}' changed")
+    if changed:
+        return changed
+    differ = [
+        what
+        for key, what in PREPROCESSING_CHANGES.items()
+        if before["preprocessing"].get(key) != now["preprocessing"].get(key)
+    ]
+    if differ or (before["arrays"], before["arrays_hash"]) != (now["arrays"], now["arrays_hash"]):
+        detail = f" ({', '.join(differ)} differ)" if differ else ""
+        changed.append(f"the contents of the data file '{now['data']['path']}' changed{detail}")
     return changed
+
+
+RUN_FILES = (CHECKPOINT_FILE, MODEL_FILE, HISTORY_FILE, METRICS_FILE)
 
 
 def train_from_config(
@@ -153,18 +210,37 @@ def train_from_config(
     resume: bool = False,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_note: Callable[[str], None] | None = None,
+    on_start: Callable[[int, int], None] | None = None,
 ) -> TrainingRun:
     """Load the data, train (or continue a checkpointed run), and write model.npz, history.csv,
     metrics.json and checkpoint.npz into output.dir.
 
-    Everything the user gave is checked before the output folder is touched. The checkpoint (with the
-    model and history) is rewritten every ``output.checkpoint_every`` epochs, each file atomically.
+    Everything the user gave is checked before the output folder is touched; the folder is then locked
+    for the run (``nncli.run_folder``). The checkpoint (with the model and history) is rewritten every
+    ``output.checkpoint_every`` epochs, each file atomically. ``on_note`` receives sentences worth telling
+    the user (a target that looks numeric, the epoch count a resumed run keeps); ``on_start`` receives the
+    epochs done and the epochs to reach as training starts.
     """
+    note = on_note or (lambda text: None)
     directory = Path(config.output.dir)
     check_output_dir(directory, overwrite, resume)
     started = time.perf_counter()
     prepared = prepare(config.data, config.model.output, config.training.seed)
+    for text in prepared.notes:
+        note(text)
     load_seconds = time.perf_counter() - started
+    check_memory(config, prepared)
+    replacing = overwrite and _holds_a_run(directory)
+    with RunFolder(directory, RUN_FILES, replacing) as folder:
+        check_output_dir(directory, overwrite, resume)  # another run may have ended there meanwhile
+        return _train(config, prepared, folder, resume, load_seconds, on_epoch, should_stop, note, on_start)
+
+
+def _train(
+    config, prepared, folder, resume, load_seconds, on_epoch, should_stop, note, on_start
+) -> TrainingRun:
+    directory = folder.directory
     net = build_network(config, prepared)
     metric = metric_for(prepared.preprocessing)
     t = config.training
@@ -183,12 +259,13 @@ def train_from_config(
         engine=t.engine,
     )
     run_fingerprint = fingerprint(config, prepared)
+    epochs = t.epochs
     if resume:
-        _resume(trainer, directory, run_fingerprint, t.epochs, prepared)
-    elif overwrite:
-        (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
-    run = _RunFiles(config, prepared, net, trainer, run_fingerprint, directory, load_seconds, metric)
+        epochs = _resume(trainer, directory, run_fingerprint, config, note)
+    run = _RunFiles(config, prepared, net, trainer, run_fingerprint, folder, load_seconds, metric, epochs)
     every = config.output.checkpoint_every
+    if on_start is not None:
+        on_start(trainer.state.epoch, epochs)
 
     def epoch_done(record: EpochRecord) -> None:
         if on_epoch is not None:
@@ -196,18 +273,17 @@ def train_from_config(
         if every is not None and record.epoch % every == 0:
             run.write(trainer.history(), checkpoint=True, metrics=False)
 
-    history = trainer.run(t.epochs, epoch_done, should_stop)
+    history = trainer.run(epochs, epoch_done, should_stop)
     metrics = run.write(history, checkpoint=history.stop_reason != DIVERGED, metrics=True)
-    return TrainingRun(history, metrics, directory)
+    return TrainingRun(history, metrics, directory, epochs)
 
 
-def _resume(
-    trainer: Trainer, directory: Path, run_fingerprint: dict, epochs: int, prepared: PreparedData
-) -> None:
+def _resume(trainer: Trainer, directory: Path, run_fingerprint: dict, config: Config, note) -> int:
+    """Restore the checkpointed run in ``directory`` into ``trainer``; returns the epochs it trains to:
+    those it was started with, unless the command line gives new ones or the config file's changed."""
     arrays, meta = load_checkpoint(directory / CHECKPOINT_FILE)
     try:
-        before = meta["fingerprint"]
-        changed = _changes(before, _in_hash_of(before, run_fingerprint, prepared))
+        changed = _changes(meta["fingerprint"], run_fingerprint)
     except (KeyError, TypeError, AttributeError):
         raise ModelFileError(
             f"'{directory / CHECKPOINT_FILE}' is damaged: its fingerprint is unreadable"
@@ -219,7 +295,12 @@ def _resume(
         )
     try:
         trainer.restore(arrays, meta["trainer"])
-    except (KeyError, TypeError, ValueError) as error:
+        kept = meta["epochs"]
+        if not isinstance(kept, int) or isinstance(kept, bool) or kept < 1:
+            raise ValueError(f"its epochs should be a whole number ≥ 1, got {kept!r:.60}")
+    except KeyError as error:
+        raise ModelFileError(f"'{directory / CHECKPOINT_FILE}' is damaged: it lacks {error}") from None
+    except (TypeError, ValueError) as error:
         raise ModelFileError(f"'{directory / CHECKPOINT_FILE}' is damaged: {error}") from None
     started_with = trainer.state.engine
     if trainer.engine not in ("auto", started_with):
@@ -228,12 +309,23 @@ def _resume(
             f"trained with {started_with!r}, and keeps its engine so that it resumes bit for bit; "
             f"set training.engine to auto or {started_with!r}, or pass --overwrite to start again"
         )
+    epochs = config.training.epochs
+    if "training.epochs" not in config.from_command_line and config.epochs_in_file == meta.get(
+        "epochs_in_file"
+    ):
+        if epochs != kept:
+            note(
+                f"nncli: the resumed run keeps the {kept} epochs it was started with; "
+                f"pass --epochs to change them"
+            )
+        epochs = kept
     done = trainer.state.epoch
     if done >= epochs and _ended(directory, done):
         raise NncliError(
             f"the run in '{directory}' already has {done} epochs; raise training.epochs "
             f"(or pass --epochs) above {done} to train longer"
         )
+    return epochs
 
 
 def _ended(directory: Path, epochs: int) -> bool:
@@ -255,23 +347,33 @@ class _RunFiles:
     net: Network
     trainer: Trainer
     fingerprint: dict
-    directory: Path
+    folder: RunFolder
     load_seconds: float
     metric: Metric
+    epochs: int
 
     def __post_init__(self) -> None:
         self.history_csv = HistoryCsv(self.metric.name)
 
     def write(self, history: History, checkpoint: bool, metrics: bool) -> dict | None:
-        net, directory = self.net, self.directory
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write the run's files (into the replacement folder while replacing an earlier run, whose files
+        the complete set then replaces); returns the metrics written, if asked for."""
+        net, directory = self.net, self.folder.target
+        written = [MODEL_FILE, HISTORY_FILE]
         if checkpoint:
             arrays, record = self.trainer.checkpoint()
             save_checkpoint(
                 directory / CHECKPOINT_FILE,
                 arrays,
-                {"nncli_version": __version__, "fingerprint": self.fingerprint, "trainer": record},
+                {
+                    "nncli_version": __version__,
+                    "fingerprint": self.fingerprint,
+                    "epochs": self.epochs,
+                    "epochs_in_file": self.config.epochs_in_file,
+                    "trainer": record,
+                },
             )
+            written.append(CHECKPOINT_FILE)
         meta = {
             "nncli_version": __version__,
             "layer_sizes": net.layer_sizes,
@@ -284,6 +386,7 @@ class _RunFiles:
         save_model(directory / MODEL_FILE, net.weights, net.biases, meta)
         atomic_write_text(directory / HISTORY_FILE, self.history_csv.text(history))
         if not metrics:
+            self.folder.commit(written)
             return None
         lambda_ = self.config.training.lambda_
         splits = (
@@ -304,6 +407,7 @@ class _RunFiles:
             **{name: evaluate(net, split, lambda_, self.metric) for name, split in splits},
         }
         atomic_write_text(directory / METRICS_FILE, json.dumps(summary, indent=2) + "\n")
+        self.folder.commit([*written, METRICS_FILE])
         return summary
 
 

@@ -258,26 +258,85 @@ class Trainer:
             dtype=np.float64,
         ).reshape(-1, len(fields(EpochRecord)))
         record = {f.name: getattr(self.state, f.name) for f in fields(TrainingState) if f.name != "records"}
+        if not math.isfinite(record["best_cost"]):
+            record["best_cost"] = None  # JSON has no infinity
         return arrays, record
 
     def restore(self, arrays: dict[str, np.ndarray], record: dict) -> None:
-        """Continue from a ``checkpoint``: θ, the momentum, the generator, the history and the best so far."""
-        for name, target in (
+        """Continue from a ``checkpoint``: θ, the momentum, the generator, the history and the best so far.
+
+        The record is checked as strictly as a config: a wrong type or value raises a ValueError naming
+        the field, and nothing of this trainer changes."""
+        steps_per_epoch = -(-len(self.X) // max(1, self.mode.size(len(self.X), self.batch_size)))
+        state = _checked_state(record, steps_per_epoch)
+        for name, target in self._state_arrays():
+            array = arrays[name]
+            if array.shape != target.shape:
+                raise ValueError(
+                    f"the checkpoint's {name} has {array.size} values; the network has {target.size}"
+                )
+            if not np.isfinite(array).all():
+                raise ValueError(f"the checkpoint's {name} holds nan or inf")
+        history = arrays["history"]
+        if history.ndim != 2 or history.shape != (state.epoch, len(fields(EpochRecord))):
+            raise ValueError(
+                f"its history has shape {history.shape}, not one row for each of {state.epoch} epochs"
+            )
+        state.records = [record_from_row(row) for row in history]
+        for name, target in self._state_arrays():
+            target[...] = arrays[name]
+        self.state = state
+
+    def _state_arrays(self):
+        return (
             ("theta", self.net.theta),
             ("displacement", self.displacement),
             ("best_theta", self.best_theta),
             ("epoch_start_theta", self.epoch_start_theta),
-        ):
-            if arrays[name].shape != target.shape:
-                raise NncliError(
-                    f"the checkpoint's {name} has {arrays[name].size} values; the network has {target.size}"
-                )
-            target[...] = arrays[name]
-        records = [record_from_row(row) for row in arrays["history"]]
-        # a checkpoint from before engines existed was trained by NumPy calls
-        self.state = TrainingState(**{"engine": "numpy", **record}, records=records)
-        if self.state.best_cost is None:
-            self.state.best_cost = float("inf")
+        )
+
+
+def _checked_state(record: dict, steps_per_epoch: int) -> TrainingState:
+    """A TrainingState from a checkpoint's trainer record, every field's type and range checked."""
+
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    def number(value) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+    checks = {
+        "epoch": (whole, "a whole number ≥ 0"),
+        "step": (lambda v: whole(v) and v < steps_per_epoch, f"a whole number below {steps_per_epoch}"),
+        "iteration": (whole, "a whole number ≥ 0"),
+        "epoch_rng_state": (_is_pcg64_state, "a PCG64 generator state"),
+        "cost_sum": (number, "a finite number"),
+        "metric_sum": (number, "a finite number"),
+        "seconds": (lambda v: number(v) and v >= 0, "a finite number ≥ 0"),
+        "best_cost": (lambda v: v is None or number(v), "null or a finite number"),
+        "stale": (whole, "a whole number ≥ 0"),
+        "best_epoch": (lambda v: v is None or (whole(v) and v >= 1), "null or a whole number ≥ 1"),
+        "engine": (lambda v: v is None or (v in engines.ENGINES and v != "auto"), "null, numpy or compiled"),
+    }
+    if not isinstance(record, dict):
+        raise ValueError("its trainer record is not a mapping")
+    for name, (check, expected) in checks.items():
+        if name not in record or not check(record[name]):
+            shown = repr(record.get(name))
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            raise ValueError(f"its trainer record's {name!r} should be {expected}, got {shown}")
+    state = TrainingState(**{name: record[name] for name in checks})
+    if state.best_cost is None:
+        state.best_cost = float("inf")
+    return state
+
+
+def _is_pcg64_state(value) -> bool:
+    try:
+        np.random.PCG64().state = value  # the generator's own check of every field
+    except (TypeError, ValueError, KeyError, OverflowError):
+        return False
+    return isinstance(value, dict) and value.get("bit_generator") == "PCG64"
 
 
 def train(

@@ -106,21 +106,6 @@ def test_the_compiled_engine_gives_the_same_bits_on_every_run(batch):
     assert nets[0].theta.tobytes() == nets[1].theta.tobytes()
 
 
-def test_a_checkpoint_from_before_engines_resumes_on_numpy_calls():
-    X, Y = problem()
-    whole = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8, engine="numpy")
-    whole.run(4)
-    first = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8, engine="numpy")
-    first.run(2)
-    arrays, record = first.checkpoint()
-    del record["engine"]  # as an older nncli wrote it
-    second = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8)
-    second.restore(arrays, record)
-    history = second.run(4)
-    assert history.engine == "numpy"
-    assert second.net.theta.tobytes() == whole.net.theta.tobytes()
-
-
 def test_a_resumed_run_keeps_its_engine_however_long_it_now_runs():
     X, Y = problem()
     first = Trainer(Network([4, 6, 3], seed=1), X, Y, batch="mini-batch", batch_size=8)

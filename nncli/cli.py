@@ -7,13 +7,18 @@ stdout carries data (predictions, gradcheck reports, terminal plots); progress a
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
+import os
+import shlex
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
+import numpy as np
 
 from nncli import __version__
 from nncli.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, NncliError
@@ -27,18 +32,36 @@ def fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived while a command other than training ran: it stops at once, cleanly
+    (``atomic_write`` removes what it had begun)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def reports_errors(command):
-    """Turn a user's mistake (NncliError) or an unwritable file into one line on stderr and its exit code."""
+    """Turn a user's mistake (NncliError), an unwritable file or a signal into one line on stderr and its
+    exit code; a reader of stdout that went away (``| head``) ends the command quietly, as Unix tools do.
+    NumPy's warnings about a computation (overflow in exp, say) never reach the user: the results they
+    concern are checked and explained where it matters."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", RuntimeWarning)
+                return command(*args, **kwargs)
         except NncliError as error:
             fail(str(error), error.exit_code)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except OSError as error:
             where = f" '{error.filename}'" if error.filename else ""
             fail(f"cannot read or write{where}: {error.strerror or error}", EXIT_BAD_INPUT)
+        except Interrupted as stop:
+            fail(f"stopped by {signal.Signals(stop.signum).name}", 128 + stop.signum)
         except KeyboardInterrupt:
             fail(
                 "stopped at once by a second interrupt; files from the last checkpoint are kept",
@@ -46,6 +69,38 @@ def reports_errors(command):
             )
 
     return wrapper
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away: exit as a process killed by SIGPIPE would, saying nothing (and
+    keeping Python from reporting the failed flush of stdout at exit)."""
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(128 + signal.SIGPIPE)
+
+
+@contextlib.contextmanager
+def stopped_by_signals():
+    """While active, SIGINT and SIGTERM raise Interrupted, so that a command stops at once and cleanly."""
+
+    def handle(signum, frame):
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handle) for signum in StopOnSignal.SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def standard_output():
+    """sys.stdout, or a NncliError when it is closed (``>&-``): writing nothing and exiting 0 would hide
+    that the predictions went nowhere."""
+    if sys.stdout is None:
+        raise NncliError("standard output is closed; redirect it to a file, or pass -o FILE")
+    return sys.stdout
 
 
 @click.group(context_settings=CONTEXT)
@@ -106,8 +161,6 @@ def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
     metric_name = "acc" if cfg.data.task == "classification" else "rmse"
 
     def show(record):
-        if bar.n == 0 and record.epoch > 1:
-            bar.update(record.epoch - 1)  # a resumed run starts part of the way along
         figures = {"J": f"{record.train_cost:.4g}"}
         if record.val_cost is not None:
             figures["val J"] = f"{record.val_cost:.4g}"
@@ -116,14 +169,24 @@ def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
         bar.set_postfix(figures, refresh=False)
         bar.update()
 
+    def start(done: int, epochs: int) -> None:
+        bar.reset(total=epochs)
+        bar.update(done)  # a resumed run starts part of the way along
+
+    def note(text: str) -> None:
+        bar.clear()
+        click.echo(text, err=True)
+
     with bar, StopOnSignal() as stop:
-        run = train_from_config(cfg, overwrite, resume, on_epoch=show, should_stop=stop.requested)
+        run = train_from_config(
+            cfg, overwrite, resume, on_epoch=show, should_stop=stop.requested, on_note=note, on_start=start
+        )
     if not quiet:
         click.echo(summary(run), err=True)
     reason = run.history.stop_reason
     if reason == "interrupted":
         name = signal.Signals(stop.signum).name
-        again = f"nncli train {config} --resume" + "".join(f" --set {o}" for o in overrides)
+        again = resume_command(config, overrides, run.epochs, seed, out, quiet)
         click.echo(
             f"nncli: stopped by {name} after epoch {len(run.history)}; model, history and checkpoint are "
             f"saved in '{run.directory}'; continue with: {again}",
@@ -137,6 +200,21 @@ def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
             f"(now {cfg.training.alpha:g})",
             EXIT_DIVERGED,
         )
+
+
+def resume_command(config, overrides, epochs, seed, out, quiet) -> str:
+    """The command that continues an interrupted run: every option it was started with, and its epochs."""
+    words = ["nncli", "train", str(config), "--resume", "--epochs", str(epochs)]
+    for item in overrides:
+        if item.partition("=")[0].strip() != "training.epochs":
+            words += ["--set", item]
+    if seed is not None:
+        words += ["--seed", str(seed)]
+    if out is not None:
+        words += ["--out", str(out)]
+    if quiet:
+        words.append("--quiet")
+    return shlex.join(words)
 
 
 class StopOnSignal:
@@ -192,7 +270,12 @@ def summary(run) -> str:
 @main.command(context_settings=CONTEXT)
 @click.argument("model", type=click.Path(path_type=Path))
 @click.argument("data", type=click.Path(path_type=Path, allow_dash=True))
-@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write the CSV here instead of stdout.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, allow_dash=True),
+    help="Write the CSV here instead of stdout (- for stdout).",
+)
 @click.option("--proba", is_flag=True, help="Add a p_<class> column per class.")
 @reports_errors
 def predict(model, data, output, proba):
@@ -207,30 +290,36 @@ def predict(model, data, output, proba):
       cat rows.csv | nncli predict runs/iris/model.npz - | cut -d, -f1
     """
     from nncli.data import CsvSource
-    from nncli.files import atomic_write
+    from nncli.files import atomic_write, same_file
+    from nncli.model_file import data_format, model_path
     from nncli.pipeline import load_trained_model
     from nncli.pipeline import predict as predict_rows
 
+    to_stdout = output is None or str(output) == "-"
+    if not to_stdout:
+        for other, what in ((data, "the input CSV"), (model_path(model), "the model file")):
+            if str(other) != "-" and same_file(output, other):
+                raise NncliError(
+                    f"-o '{output}' is {what}; writing there would destroy it, so choose another file"
+                )
     trained = load_trained_model(model)
-    data_config = trained.meta.get("config", {}).get("data", {})
-    source = CsvSource(
-        None if str(data) == "-" else data,
-        data_config.get("delimiter", ","),
-        data_config.get("encoding", "utf-8"),
-    )
-    if output is None:
-        rows, score = predict_rows(trained, source, sys.stdout, proba)
-    else:
-        outcome = []
+    source = CsvSource(None if str(data) == "-" else data, *data_format(trained.meta))
+    with stopped_by_signals():
+        if to_stdout:
+            handle = standard_output()
+            rows, score = predict_rows(trained, source, handle, proba)
+            handle.flush()
+        else:
+            outcome = []
 
-        def write(binary):
-            text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
-            outcome.append(predict_rows(trained, source, text, proba))
-            text.flush()
-            text.detach()
+            def write(binary):
+                text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+                outcome.append(predict_rows(trained, source, text, proba))
+                text.flush()
+                text.detach()
 
-        atomic_write(output, write)
-        rows, score = outcome[0]
+            atomic_write(output, write)
+            rows, score = outcome[0]
     if score is not None:
         name, value = score
         click.echo(f"nncli: {name} {value:.4f} on {rows} rows of '{source.name}'", err=True)

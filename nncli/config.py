@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import yaml
 
 from nncli.activations import ACTIVATIONS
 from nncli.engines import ENGINES
-from nncli.errors import ConfigError
+from nncli.errors import ConfigError, shown
 from nncli.initializers import INITIALIZERS, RELU_BIAS
 from nncli.losses import OUTPUTS
 from nncli.network import DTYPES
@@ -39,7 +40,7 @@ def option(default: Any, check: Check, doc: str, key: str | None = None):
 
 
 def _fail(path: str, expected: str, value: Any) -> ConfigError:
-    return ConfigError(f"{path} should be {expected}, got {value!r}")
+    return ConfigError(f"{path} should be {expected}, got {shown(value)}")
 
 
 def _is_number(value: Any) -> bool:
@@ -48,8 +49,8 @@ def _is_number(value: Any) -> bool:
 
 def number(low: float | None = None, high: float | None = None, low_open=False, high_open=False) -> Check:
     """A real number in the interval given (open or closed at each end)."""
-    left = "(" if low_open else "["
-    right = ")" if high_open else "]"
+    left = "(" if low_open or low is None else "["
+    right = ")" if high_open or high is None else "]"
     span = f"in {left}{'-∞' if low is None else low}, {'∞' if high is None else high}{right}"
 
     def check(value, path, base):
@@ -57,7 +58,7 @@ def number(low: float | None = None, high: float | None = None, low_open=False, 
         ok = ok and (low is None or (value > low if low_open else value >= low))
         ok = ok and (high is None or (value < high if high_open else value <= high))
         if not ok:
-            raise _fail(path, f"a number {span}", value)
+            raise _fail(path, f"a finite number {span}", value)
         return float(value)
 
     return check
@@ -290,6 +291,128 @@ def reference() -> list[tuple[str, Any, str]]:
 
 # ------------------------------------------------------------------ loading
 
+# Bounds on a config, checked before it is built: a real config is a few hundred bytes of a few dozen values.
+MAX_CONFIG_BYTES = 1 << 20
+MAX_DEPTH = 32  # nested mappings and lists
+MAX_VALUES = 100_000  # scalars, mappings and lists, counting each alias as what it stands for
+
+_YAML_12_FLOAT = re.compile(
+    r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+)
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """PyYAML's safe loader (libyaml's parser where it is built in), with two changes:
+
+    - floats as YAML 1.2 and JSON write them: ``1e-3`` is a number, not the text YAML 1.1 makes of it;
+    - a mapping that names a key twice is refused, naming the key and both lines (YAML says keys are
+      unique; PyYAML would keep the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise ConfigError(
+                        f"{self._where} names the key {shown(key)} twice, on lines {seen[key]} and {line}; "
+                        f"keep one of them"
+                    )
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_12_FLOAT, list("-+.0123456789"))
+
+
+def _read_config_text(path: Path) -> str:
+    """The config file's text, read no further than ``MAX_CONFIG_BYTES`` (it may be a device or a pipe)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"config file '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file '{path}' is a folder; pass the YAML file itself") from None
+    except OSError as error:
+        raise ConfigError(f"config file '{path}' cannot be read ({error.strerror or error})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file '{path}' is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config lists a few "
+            f"dozen settings, so check that this is the file you meant"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file '{path}' cannot be read as UTF-8 text (byte {error.start})") from None
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """The YAML value in ``text`` (named ``where`` in messages), once its events show it is within
+    ``MAX_DEPTH`` and ``MAX_VALUES``: so a small file cannot expand, through aliases, into more values than
+    memory holds, nor nest deeper than the parser's recursion."""
+    try:
+        _check_shape(text, where)
+        loader = _Loader(text)
+        loader._where = where
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "a syntax error"
+        raise ConfigError(f"{where}{line} is not valid YAML ({problem}); fix the syntax there") from None
+
+
+def _check_shape(text: str, where: str) -> None:
+    """Walk the YAML events of ``text`` (no values are built) counting depth and values, aliases expanded."""
+    sizes: dict[str, int] = {}  # anchor -> values its node stands for
+    open_nodes: list[list] = []  # [values so far, anchor] per mapping or list not yet ended
+    total = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            if event.anchor not in sizes:
+                raise ConfigError(
+                    f"{where} line {event.start_mark.line + 1}: the alias *{shown(event.anchor)} refers to "
+                    f"no complete value (an undefined anchor, or one that contains this alias)"
+                )
+            count = sizes[event.anchor]
+        elif isinstance(event, yaml.ScalarEvent):
+            count = 1
+            if event.anchor is not None:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            open_nodes.append([1, event.anchor])
+            if len(open_nodes) > MAX_DEPTH:
+                raise ConfigError(
+                    f"{where} line {event.start_mark.line + 1} nests mappings and lists more than "
+                    f"{MAX_DEPTH} deep; a config needs three levels"
+                )
+            total += 1
+            continue
+        elif isinstance(event, yaml.SequenceEndEvent | yaml.MappingEndEvent):
+            count, anchor = open_nodes.pop()
+            if anchor is not None:
+                sizes[anchor] = count
+            if open_nodes:
+                open_nodes[-1][0] += count
+            continue
+        else:
+            continue
+        total += count
+        if open_nodes:
+            open_nodes[-1][0] += count
+        if total > MAX_VALUES:
+            raise ConfigError(
+                f"{where} holds more than {MAX_VALUES:,} values by line {event.start_mark.line + 1}, "
+                f"counting each alias as the values it stands for; a config needs a few dozen"
+            )
+
 
 def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, Any] | None = None) -> Config:
     """Read, override and validate a config file.
@@ -298,19 +421,12 @@ def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, A
     values already parsed (``--epochs``, ``--seed``, ``--out``). Both win over the file.
     """
     path = Path(path)
-    try:
-        text_ = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file '{path}' does not exist") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"config file '{path}' cannot be read as UTF-8 text ({error})") from None
-    try:
-        document = yaml.safe_load(text_)
-    except yaml.YAMLError as error:
-        where = getattr(error, "problem_mark", None)
-        line = f" line {where.line + 1}" if where is not None else ""
-        problem = getattr(error, "problem", None) or "a syntax error"
-        raise ConfigError(f"{path}{line} is not valid YAML ({problem}); fix the syntax there") from None
+    if path.suffix.lower() in (".csv", ".tsv"):
+        raise ConfigError(
+            f"'{path}' is a CSV file; nncli expects a YAML config whose data.path names it "
+            f"(data: {{path: {path.name}}}, then model:, training:, output:)"
+        )
+    document = parse_yaml(_read_config_text(path), str(path))
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -321,12 +437,8 @@ def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, A
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set expects KEY=VALUE such as training.alpha=0.05, got {item!r}")
-        try:
-            parsed = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
-        _assign(document, key.strip(), parsed, "--set ")
+            raise ConfigError(f"--set expects KEY=VALUE such as training.alpha=0.05, got {shown(item)}")
+        _assign(document, key.strip(), parse_yaml(raw, f"--set {shown(item)}"), "--set ")
     training = document.get("training")
     epochs_in_file = training.get("epochs") if isinstance(training, dict) else None
     given = {item.partition("=")[0].strip() for item in overrides}
@@ -344,7 +456,7 @@ def validate(document: dict, base: Path, source: Path | None = None) -> Config:
     for section in SECTIONS:
         given = document.get(section.name) or {}
         if not isinstance(given, dict):
-            raise ConfigError(f"{section.name} should be a mapping of keys, got {given!r}")
+            raise ConfigError(f"{section.name} should be a mapping of keys, got {shown(given)}")
         fields = {_key(f): f for f in dataclasses.fields(section.type_class)}
         _reject_unknown(given, set(fields), section.name)
         values = {}
@@ -388,7 +500,7 @@ def _reject_unknown(given: dict, allowed: set[str], section: str) -> None:
     for key in given:
         if key in allowed:
             continue
-        where = f"{section}.{key}" if section else str(key)
+        where = shown(f"{section}.{key}" if section else str(key))
         hint = ""
         close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.6)
         elsewhere = [p for p in _all_key_paths() if p.endswith(f".{key}") and not p.startswith(f"{section}.")]
@@ -398,4 +510,4 @@ def _reject_unknown(given: dict, allowed: set[str], section: str) -> None:
             hint = f"; it belongs in {elsewhere[0]}"
         else:
             hint = "; allowed here: " + ", ".join(sorted(allowed))
-        raise ConfigError(f"unknown config key {where!r}{hint}")
+        raise ConfigError(f"unknown config key {where}{hint}")

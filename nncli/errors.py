@@ -7,6 +7,8 @@ They subclass ``ValueError`` so that code using nncli as a library can catch the
 
 from __future__ import annotations
 
+import reprlib
+
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -31,10 +33,27 @@ class ModelFileError(NncliError):
     """A file is not an nncli model, or is damaged."""
 
 
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlong = 3, 60, 60, 40
+    short.maxlist = short.maxtuple = short.maxdict = short.maxset = 6
+    return short
+
+
+_SHORT_REPR = _short_repr()
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to at most ``limit`` characters, made in bounded time however large or deeply
+    nested the value is (a message never quotes a 10 MB line, nor expands a YAML alias bomb)."""
+    text = _SHORT_REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def lookup(table: dict, name: object, kind: str):
     """Return ``table[name]``, or raise a NncliError listing the allowed names of this kind."""
     try:
         return table[name]
     except (KeyError, TypeError):
         allowed = ", ".join(table)
-        raise NncliError(f"unknown {kind} {name!r}; expected one of: {allowed}") from None
+        raise NncliError(f"unknown {kind} {shown(name)}; expected one of: {allowed}") from None

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nncli.activations import ACTIVATIONS
-from nncli.errors import ModelFileError
+from nncli.errors import ModelFileError, shown
 from nncli.files import atomic_write
 from nncli.losses import OUTPUTS
 
@@ -132,7 +132,7 @@ def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
         if key not in meta or not check(meta[key]):
             raise ModelFileError(
                 f"'{path}' is damaged: its meta record's {key!r} should be {expected}, "
-                f"got {_shown(meta.get(key))}"
+                f"got {shown(meta.get(key))}"
             )
     layers = len(meta["layer_sizes"]) - 1
     expected = {f"{kind}{n}" for n in range(1, layers + 1) for kind in "Wb"}
@@ -149,11 +149,6 @@ def data_format(meta: dict) -> tuple[str, str]:
     """(delimiter, encoding) of the CSV files the model was trained on, from a checked meta record."""
     data = meta["config"].get("data", {})
     return data.get("delimiter", ","), data.get("encoding", "utf-8")
-
-
-def _shown(value) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def save_checkpoint(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> None:
@@ -217,7 +212,7 @@ def _read_archive(
         raise ModelFileError(not_ours)
     if meta.get("format_version") != version:
         raise ModelFileError(
-            f"'{path}' is {kind} format version {_shown(meta.get('format_version'))}; this nncli reads "
+            f"'{path}' is {kind} format version {shown(meta.get('format_version'))}; this nncli reads "
             f"version {version} only, so retrain (or train with --overwrite), or use the nncli that wrote it"
         )
     return arrays, meta
@@ -232,9 +227,7 @@ def _checked_members(archive: zipfile.ZipFile, path: Path, not_ours: str, array_
     for info in infos:
         name = info.filename.removesuffix(".npy")
         if not info.filename.endswith(".npy") or not (name == "meta" or array_name.fullmatch(name)):
-            raise ModelFileError(
-                f"'{path}' is damaged: it holds an unexpected member {_shown(info.filename)}"
-            )
+            raise ModelFileError(f"'{path}' is damaged: it holds an unexpected member {shown(info.filename)}")
         if name in members:
             raise ModelFileError(f"'{path}' is damaged: it holds the member {name!r} twice")
         if info.file_size > (1 << 20) + MAX_RATIO * info.compress_size:

@@ -29,7 +29,7 @@ from nncli.data import (
     read_header,
     write_csv,
 )
-from nncli.errors import ModelFileError, NncliError
+from nncli.errors import ModelFileError, NncliError, shown
 from nncli.files import atomic_write_text
 from nncli.gradcheck import GradcheckReport, gradcheck
 from nncli.metrics import ACCURACY, Metric, rmse
@@ -297,7 +297,7 @@ def _resume(trainer: Trainer, directory: Path, run_fingerprint: dict, config: Co
         trainer.restore(arrays, meta["trainer"])
         kept = meta["epochs"]
         if not isinstance(kept, int) or isinstance(kept, bool) or kept < 1:
-            raise ValueError(f"its epochs should be a whole number ≥ 1, got {kept!r:.60}")
+            raise ValueError(f"its epochs should be a whole number ≥ 1, got {shown(kept)}")
     except KeyError as error:
         raise ModelFileError(f"'{directory / CHECKPOINT_FILE}' is damaged: it lacks {error}") from None
     except (TypeError, ValueError) as error:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from nncli import engines
-from nncli.errors import NncliError, lookup
+from nncli.errors import NncliError, lookup, shown
 from nncli.metrics import Metric
 from nncli.network import Network
 from nncli.optim import BATCH_MODES, epoch_batches
@@ -322,9 +322,8 @@ def _checked_state(record: dict, steps_per_epoch: int) -> TrainingState:
         raise ValueError("its trainer record is not a mapping")
     for name, (check, expected) in checks.items():
         if name not in record or not check(record[name]):
-            shown = repr(record.get(name))
-            shown = shown if len(shown) <= 60 else shown[:57] + "..."
-            raise ValueError(f"its trainer record's {name!r} should be {expected}, got {shown}")
+            got = shown(record.get(name))
+            raise ValueError(f"its trainer record's {name!r} should be {expected}, got {got}")
     state = TrainingState(**{name: record[name] for name in checks})
     if state.best_cost is None:
         state.best_cost = float("inf")

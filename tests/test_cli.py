@@ -155,9 +155,9 @@ def _refused(result, fragment, workdir):
     ("edit", "fragment"),
     [
         (("alpha: 0.5", "alhpa: 0.5"), "unknown config key 'training.alhpa'; did you mean training.alpha?"),
-        (("alpha: 0.5", "alpha: -1"), "training.alpha should be a number in (0, ∞], got -1"),
-        (("alpha: 0.5", "lambda: -0.1"), "training.lambda should be a number in [0, ∞], got -0.1"),
-        (("alpha: 0.5", "beta: 1"), "training.beta should be a number in [0, 1), got 1"),
+        (("alpha: 0.5", "alpha: -1"), "training.alpha should be a finite number in (0, ∞), got -1"),
+        (("alpha: 0.5", "lambda: -0.1"), "training.lambda should be a finite number in [0, ∞), got -0.1"),
+        (("alpha: 0.5", "beta: 1"), "training.beta should be a finite number in [0, 1), got 1"),
         (("alpha: 0.5", "batch_size: 0"), "training.batch_size should be a whole number ≥ 1, got 0"),
         (("[3]", "[3, 0]"), "model.hidden should be a list of whole numbers ≥ 1"),
         (("activation: tanh", "activation: gelu"), "model.activation should be one of sigmoid, tanh, relu"),

@@ -292,7 +292,7 @@ def predict(model, data, output, proba):
     from nncli.data import CsvSource
     from nncli.files import atomic_write, same_file
     from nncli.model_file import data_format, model_path
-    from nncli.pipeline import load_trained_model
+    from nncli.pipeline import load_trained_model, score
     from nncli.pipeline import predict as predict_rows
 
     to_stdout = output is None or str(output) == "-"
@@ -307,7 +307,7 @@ def predict(model, data, output, proba):
     with stopped_by_signals():
         if to_stdout:
             handle = standard_output()
-            rows, score = predict_rows(trained, source, handle, proba)
+            scores = predict_rows(trained, source, handle, proba)
             handle.flush()
         else:
             outcome = []
@@ -319,10 +319,19 @@ def predict(model, data, output, proba):
                 text.detach()
 
             atomic_write(output, write)
-            rows, score = outcome[0]
-    if score is not None:
-        name, value = score
-        click.echo(f"nncli: {name} {value:.4f} on {rows} rows of '{source.name}'", err=True)
+            scores = outcome[0]
+    if scores.rows == 0:
+        click.echo(f"nncli: '{source.name}' has no data rows, so there are no predictions", err=True)
+    if scores.unseen:
+        click.echo(
+            f"nncli: warning: {scores.unseen} of {scores.rows} rows of '{source.name}' have a class the "
+            f"model never saw in training (such as {scores.unseen_example!r}); they count as wrong",
+            err=True,
+        )
+    figure = score(trained, scores)
+    if figure is not None:
+        name, value = figure
+        click.echo(f"nncli: {name} {value:.4f} on {scores.rows} rows of '{source.name}'", err=True)
 
 
 # ------------------------------------------------------------------ gradcheck

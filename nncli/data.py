@@ -9,11 +9,16 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
+import io
+import os
 import re
+import stat
 import sys
 import warnings
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nncli.cores import available_cores
-from nncli.errors import DataError
+from nncli.errors import DataError, shown
 from nncli.line_ranges import line_ranges, open_range
 from nncli.metrics import predicted_classes
 
@@ -33,7 +38,8 @@ MOST_ROWS = 0.5
 
 @dataclass(frozen=True)
 class CsvSource:
-    """Where a table came from, to name it in messages: a file, or standard input ('-')."""
+    """Where a table comes from: a file, standard input ('-', path None), or a pipe or device named by a
+    path (``/dev/stdin``, a FIFO, ``<(command)``), which is read once, as a stream."""
 
     path: Path | None
     delimiter: str = ","
@@ -42,6 +48,61 @@ class CsvSource:
     @property
     def name(self) -> str:
         return "standard input" if self.path is None else str(self.path)
+
+    @property
+    def is_stream(self) -> bool:
+        """Whether the table can be read only once, front to back (so its header is not read apart)."""
+        if self.path is None:
+            return True
+        try:
+            return not stat.S_ISREG(os.stat(self.path).st_mode) and not self.path.is_dir()
+        except OSError:
+            return False
+
+
+# The longest line nncli reads from a stream, and the largest field the csv module accepts: a bound on the
+# memory an endless line (``< /dev/zero``) can take.
+MAX_LINE_BYTES = 16 << 20
+csv.field_size_limit(MAX_LINE_BYTES)
+
+
+class _BoundedLines(io.RawIOBase):
+    """A binary stream that fails, with a DataError, once a line grows beyond ``MAX_LINE_BYTES``."""
+
+    def __init__(self, raw, source: CsvSource, owns: bool) -> None:
+        super().__init__()
+        self.raw, self.source, self.owns, self.line = raw, source, owns, 0
+
+    def close(self) -> None:
+        if self.owns and not self.closed:
+            self.raw.close()
+        super().close()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.raw.read(len(buffer))
+        if not data:
+            return 0
+        end = data.rfind(b"\n")
+        self.line = len(data) - end - 1 if end >= 0 else self.line + len(data)
+        if self.line > MAX_LINE_BYTES:
+            raise DataError(
+                f"'{self.source.name}' has a line longer than {MAX_LINE_BYTES >> 20} MiB; "
+                f"is it a CSV file with one row per line?"
+            )
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _stream(source: CsvSource):
+    """The binary handle a stream source is read from (standard input, or the named pipe or device)."""
+    if source.path is not None:
+        return io.BufferedReader(_BoundedLines(open(source.path, "rb"), source, owns=True))
+    if sys.stdin is None:
+        raise DataError("standard input is closed; pass the data as a file, or redirect it to standard input")
+    return io.BufferedReader(_BoundedLines(sys.stdin.buffer, source, owns=False))
 
 
 CHUNK_CELLS = 8_000_000  # cells read at a time: about 64 MB as float64, whatever the table's width
@@ -62,6 +123,8 @@ def _explained(source: CsvSource, what: str):
     """Turn pandas' and the codecs' failures while reading ``source`` into one DataError each."""
     try:
         yield
+    except DataError:
+        raise
     except pd.errors.EmptyDataError:
         raise DataError(f"{what} '{source.name}' is empty; it needs a header row and data rows") from None
     except pd.errors.ParserError as error:
@@ -69,9 +132,10 @@ def _explained(source: CsvSource, what: str):
     except pd.errors.ParserWarning:
         raise DataError(_describe_long_row(source)) from None
     except UnicodeDecodeError as error:
+        fix = "set data.encoding to the file's encoding, such as latin-1"
         raise DataError(
-            f"{what} '{source.name}' is not valid {source.encoding} text (byte {error.start}); "
-            f"set data.encoding to the file's encoding, such as latin-1"
+            f"{what} '{source.name}' is not valid {source.encoding} text (byte {error.start})"
+            + (f"; {fix}" if "data" in what else "")
         ) from None
     except LookupError:
         raise DataError(f"data.encoding {source.encoding!r} is not a text encoding Python knows") from None
@@ -79,15 +143,34 @@ def _explained(source: CsvSource, what: str):
         raise DataError(f"'{source.name}' is not a readable CSV file ({error})") from None
 
 
-def _check_file(source: CsvSource, what: str) -> None:
-    if source.path is not None and not source.path.is_file():
-        kind = "is a folder, not a file" if source.path.is_dir() else "does not exist"
-        raise DataError(f"{what} '{source.name}' {kind}")
+def _check_file(source: CsvSource, what: str, stream_allowed: bool = True) -> None:
+    if source.path is None:
+        return
+    if source.path.is_dir():
+        raise DataError(f"{what} '{source.name}' is a folder, not a file")
+    if not source.path.exists():
+        raise DataError(f"{what} '{source.name}' does not exist")
+    if source.is_stream and not stream_allowed:
+        raise DataError(
+            f"{what} '{source.name}' is a pipe or a device, not a regular file; nncli reads training data "
+            f"more than once, so save it to a file first"
+        )
+
+
+# Separators a one-column header may really be split by.
+OTHER_DELIMITERS = (";", "\t", "|", ",")
 
 
 def read_header(source: CsvSource, what: str = "data file") -> list[str]:
-    """The column names of a CSV file, checked: present, and none repeated."""
-    _check_file(source, what)
+    """The column names of a CSV file, checked: present, named, none repeated, lines ended as CSV's are."""
+    _check_file(source, what, stream_allowed=False)
+    with open(source.path, "rb") as raw:
+        start = raw.read(1 << 16)
+    if b"\r" in start and b"\n" not in start and len(start.split(b"\r")) > 2:
+        raise DataError(
+            f"{what} '{source.name}' ends its lines with a carriage return alone (old Mac style); convert "
+            f"them to line feeds, for instance with: tr '\\r' '\\n' < old.csv > new.csv"
+        )
     with _explained(source, what), open(source.path, newline="", encoding=_encoding(source)) as handle:
         header = next(csv.reader(handle, delimiter=source.delimiter), None)
     if not header or not any(name.strip() for name in header):
@@ -98,11 +181,18 @@ def read_header(source: CsvSource, what: str = "data file") -> list[str]:
             f"{what} '{source.name}' has no name for its column {names.index('') + 1} in the header; "
             f"every column needs a name"
         )
-    repeated = next((name for name in names if names.count(name) > 1), None)
+    repeated = next((name for name, count in collections.Counter(names).items() if count > 1), None)
     if repeated is not None:
         raise DataError(
-            f"{what} '{source.name}' names the column {repeated!r} twice; column names must differ"
+            f"{what} '{source.name}' names the column {shown(repeated)} twice; column names must differ"
         )
+    if len(names) == 1:
+        other = next((d for d in OTHER_DELIMITERS if d != source.delimiter and d in names[0]), None)
+        if other is not None:
+            raise DataError(
+                f"{what} '{source.name}' has a single column named {shown(names[0])}; if its fields are "
+                f"separated by {other!r}, set data.delimiter: {other!r}"
+            )
     return names
 
 
@@ -110,9 +200,12 @@ def read_chunks(source: CsvSource, what: str = "data file", rows: int | None = N
     """(index of the chunk's first data row, chunk) for each chunk of ``rows`` rows of ``source``
     (by default, the whole table)."""
     _check_file(source, what)
-    handle = source.path if source.path is not None else sys.stdin.buffer
     with _explained(source, what), _long_rows_refused():
-        yield from _parsed_chunks(source, handle, rows or chunk_rows(0))
+        if not source.is_stream:
+            yield from _parsed_chunks(source, source.path, rows or chunk_rows(0))
+            return
+        with _stream(source) as handle:
+            yield from _parsed_chunks(source, handle, rows or chunk_rows(0))
 
 
 @contextlib.contextmanager
@@ -146,7 +239,7 @@ def _parsed_chunks(source: CsvSource, handle, rows: int, names: list[str] | None
 
 def read_csv(source: CsvSource, what: str = "data file") -> pd.DataFrame:
     """The whole table in ``source``: for small files (a validation or test split, a history)."""
-    if source.path is not None:
+    if not source.is_stream:
         read_header(source, what)
     chunks = [chunk for _, chunk in read_chunks(source, what)]
     return pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
@@ -175,7 +268,7 @@ def _describe_parser_error(source: CsvSource, error: Exception) -> str:
 
 def _describe_long_row(source: CsvSource) -> str:
     """Name the first row with more fields than the header (found again with the csv module)."""
-    if source.path is not None:
+    if not source.is_stream:
         with open(source.path, newline="", encoding=_encoding(source), errors="replace") as handle:
             reader = csv.reader(handle, delimiter=source.delimiter)
             header = next(reader, [])
@@ -191,7 +284,7 @@ def _describe_long_row(source: CsvSource) -> str:
 def _locate(source: CsvSource, row: int) -> tuple[str, int | None, int | None]:
     """(where, fields in that record, fields in the header) for data row ``row`` (0-based), by
     re-reading the file with the csv module; only called to explain an error."""
-    if source.path is None:
+    if source.is_stream:
         return f"row {row + 1}", None, None
     with open(source.path, newline="", encoding=source.encoding, errors="replace") as handle:
         reader = csv.reader(handle, delimiter=source.delimiter)
@@ -203,12 +296,20 @@ def _locate(source: CsvSource, row: int) -> tuple[str, int | None, int | None]:
     return f"row {row + 1}", None, None
 
 
+FEATURE, TARGET = "a feature column must be numeric", "a regression target must be numeric"
+
+
 def numeric_matrix(
-    frame: pd.DataFrame, names, source: CsvSource, offset: int = 0, out: np.ndarray | None = None
+    frame: pd.DataFrame,
+    names,
+    source: CsvSource,
+    offset: int = 0,
+    out: np.ndarray | None = None,
+    role: str = FEATURE,
 ) -> np.ndarray:
     """The named columns as a float64 (m, n) matrix (written into ``out`` when given); a DataError names
-    the first cell that is not a finite number, is empty, or is missing from a short row. ``offset`` is
-    the index of the frame's first row in the file."""
+    the first cell that is not a finite number, is empty, or is missing from a short row, and says the
+    columns' ``role``. ``offset`` is the index of the frame's first row in the file."""
     try:
         values = _as_floats(frame, names, copy=out is None)
         if out is not None:
@@ -220,11 +321,25 @@ def numeric_matrix(
         pass
     for name in names:
         column = frame[name]
-        values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+        values = _floats_or_nan(column)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
-            raise DataError(_describe_cell(source, column, int(bad[0]), offset))
+            raise DataError(_describe_cell(source, column, int(bad[0]), offset, role))
     raise DataError(f"'{source.name}': the columns {list(names)} could not be read as numbers")
+
+
+def _floats_or_nan(column: pd.Series) -> np.ndarray:
+    """Each cell as a float, nan where it is not a number; inf where it is beyond a float's range."""
+    try:
+        return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    except (OverflowError, ValueError, TypeError):  # a whole number beyond a float's range, say
+        values = np.empty(len(column))
+        for i, cell in enumerate(column.tolist()):
+            try:
+                values[i] = float(str(cell))
+            except ValueError:
+                values[i] = np.nan
+        return values
 
 
 def _as_floats(frame: pd.DataFrame, names, copy: bool = True) -> np.ndarray:
@@ -245,7 +360,9 @@ def _as_floats(frame: pd.DataFrame, names, copy: bool = True) -> np.ndarray:
     return values[:, positions]
 
 
-def _describe_cell(source: CsvSource, column: pd.Series, row: int, offset: int = 0) -> str:
+def _describe_cell(
+    source: CsvSource, column: pd.Series, row: int, offset: int = 0, role: str = FEATURE
+) -> str:
     raw = column.iloc[row]
     where, fields, header = _locate(source, offset + row)
     prefix = f"'{source.name}' {where}"
@@ -255,10 +372,7 @@ def _describe_cell(source: CsvSource, column: pd.Series, row: int, offset: int =
         )
     if pd.isna(raw):
         return f"{prefix}: column '{column.name}' is empty; fill it in or drop the row"
-    return (
-        f"{prefix}: column '{column.name}' holds {str(raw)!r}, which is not a finite number; "
-        f"a feature column must be numeric"
-    )
+    return f"{prefix}: column '{column.name}' holds {shown(str(raw))}, which is not a finite number; {role}"
 
 
 def _canonical_label(value):
@@ -282,8 +396,7 @@ def class_codes(
     column = frame[target]
     missing = np.flatnonzero(column.isna().to_numpy())
     if len(missing):
-        message = _describe_cell(source, column, int(missing[0]), offset)
-        raise DataError(message.replace("a feature column", "it"))
+        raise DataError(_describe_cell(source, column, int(missing[0]), offset))
     if pd.api.types.is_float_dtype(column) and not np.all(np.mod(column.to_numpy(), 1) == 0):
         raise DataError(
             f"'{source.name}': target column '{target}' holds fractional numbers; "
@@ -341,7 +454,7 @@ class Preprocessing:
         if self.target not in frame.columns:
             raise DataError(f"'{source.name}' has no target column {self.target!r}")
         if self.task == "regression":
-            y = numeric_matrix(frame, [self.target], source, offset)
+            y = numeric_matrix(frame, [self.target], source, offset, role=TARGET)
             return (y - self.target_mean) / self.target_std
         codes, labels = class_codes(frame, self.target, source, offset)
         index = {label: i for i, label in enumerate(self.classes)}
@@ -441,8 +554,9 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
             f"'{source.name}' has no column {target!r} (data.target); its columns are {', '.join(columns)}"
         )
     features = list(data.features) if data.features is not None else [c for c in columns if c != target]
+    present = set(columns)
     for name in features:
-        if name not in columns:
+        if name not in present:
             raise DataError(
                 f"'{source.name}' has no column {name!r} (data.features); "
                 f"its columns are {', '.join(columns)}"
@@ -489,11 +603,13 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
         X_train, X_val, t_train, t_val = X_all, None, targets, None
 
     mean, std = (
-        _column_mean_std(X_train) if data.standardize else (np.zeros(len(features)), np.ones(len(features)))
+        _column_mean_std(X_train, names=features, source=source)
+        if data.standardize
+        else (np.zeros(len(features)), np.ones(len(features)))
     )
     target_mean, target_std = 0.0, 1.0
     if data.task == "regression" and data.standardize:
-        target_mean, target_std = float(t_train.mean()), float(t_train.std()) or 1.0
+        target_mean, target_std = _scaled_mean_std(t_train, target, source)
     pre = Preprocessing(
         tuple(features), target, data.task, classes, units, mean, std, target_mean, target_std
     )
@@ -584,7 +700,7 @@ def _fill(chunks, first_row: int, source, features, target, task, X, targets) ->
             targets[rows] = overall[codes]
             kinds.add(_kind(chunk[target]))
         else:
-            targets[rows] = numeric_matrix(chunk, [target], source, offset)[:, 0]
+            targets[rows] = numeric_matrix(chunk, [target], source, offset, role=TARGET)[:, 0]
         row += len(chunk)
     return _Filled(row - first_row, list(index), kinds)
 
@@ -595,11 +711,13 @@ def _kind(column: pd.Series) -> str:
     return "number" if pd.api.types.is_numeric_dtype(column) else "text"
 
 
-def _column_mean_std(X: np.ndarray, block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def _column_mean_std(
+    X: np.ndarray, block: int = 512, names=None, source: CsvSource | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-column mean and standard deviation; the deviations from the mean are made ``block`` rows at a
-    time in one small buffer that stays in the processor's cache (W2's 60,000 rows: 0.09–0.11 s, against
-    0.18–0.21 s for blocks of 10,000 rows, each a fresh temporary). A constant column gets std 1, so
-    standardizing it gives zeros rather than nan."""
+    time in one small buffer that stays in the processor's cache. A constant column gets std 1, so
+    standardizing it gives zeros rather than nan. A column whose sums overflow (values beyond about
+    1e154) is done again by ``_scaled_mean_std``."""
     mean = X.mean(axis=0)
     squares = np.zeros(X.shape[1])
     buffer = np.empty((min(block, len(X)), X.shape[1]))
@@ -608,8 +726,30 @@ def _column_mean_std(X: np.ndarray, block: int = 512) -> tuple[np.ndarray, np.nd
         deviation = np.subtract(rows, mean, out=buffer[: len(rows)])
         squares += np.einsum("ij,ij->j", deviation, deviation)
     std = np.sqrt(squares / max(len(X), 1))
+    for j in np.flatnonzero(~(np.isfinite(mean) & np.isfinite(std))):
+        name = names[j] if names is not None else f"{j + 1}"
+        mean[j], std[j] = _scaled_mean_std(X[:, j], name, source)
     std[std == 0.0] = 1.0
     return mean, std
+
+
+def _scaled_mean_std(values: np.ndarray, name: str, source: CsvSource | None) -> tuple[float, float]:
+    """(mean, std or 1 if it is 0) of one column of finite values, computed on values / max|value| so that
+    no sum overflows; a DataError naming the column when its values span more than a float can hold (then
+    x − mean itself overflows)."""
+    scale = float(np.max(np.abs(values))) if len(values) else 0.0
+    if scale == 0.0:
+        return 0.0, 1.0
+    scaled = values / scale
+    mean = float(scaled.mean())
+    std = float(np.sqrt(np.mean((scaled - mean) ** 2)))
+    if not np.isfinite(float(np.max(values)) - float(np.min(values))):
+        where = f"'{source.name}'" if source is not None else "the data"
+        raise DataError(
+            f"{where}: column {shown(name)} spans from {np.min(values):.3g} to {np.max(values):.3g}, more "
+            f"than a float can hold as one difference; rescale it (divide it by a power of ten)"
+        )
+    return mean * scale, (std * scale) or 1.0
 
 
 def _load_split(pre: Preprocessing, path: Path, data, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -655,6 +795,10 @@ def write_csv(frame_columns: dict, handle, header: bool = True) -> None:
 
 def read_history(path: Path) -> pd.DataFrame:
     source = CsvSource(path)
+    if path.is_file() and zipfile.is_zipfile(path):
+        raise DataError(
+            f"'{path}' is a model or checkpoint file, not a history; pass the run folder or its history.csv"
+        )
     frame = read_csv(source, "history file")
     needed = {"iteration", "train_cost"}
     if not needed <= set(frame.columns):

@@ -18,6 +18,7 @@ from nncli import __version__
 from nncli.config import Config
 from nncli.cores import available_memory
 from nncli.data import (
+    TARGET,
     CsvSource,
     PreparedData,
     Preprocessing,
@@ -466,9 +467,21 @@ def load_trained_model(path: Path) -> Model:
     return Model(network, preprocessing, meta)
 
 
-def prediction_columns(model: Model, frame, source: CsvSource, offset: int, proba: bool):
-    """For one chunk of rows: the ``prediction`` column (labels or values), ``p_<class>`` columns with
-    ``proba``, and (when the chunk holds the target column) the score's sum over the chunk."""
+@dataclass
+class Scores:
+    """What predicting a table with its target column present adds up: the score's sum over the rows
+    scored, and the rows whose class the model never saw in training (counted wrong)."""
+
+    rows: int = 0
+    total: float = 0.0
+    scored: bool = True
+    unseen: int = 0
+    unseen_example: object = None
+
+
+def prediction_columns(model: Model, frame, source: CsvSource, offset: int, proba: bool, scores: Scores):
+    """For one chunk of rows: the ``prediction`` column (labels or values) and ``p_<class>`` columns with
+    ``proba``; adds the chunk's score (when it holds the target column) to ``scores``."""
     pre = model.preprocessing
     A = model.network.forward(pre.inputs(frame, source, offset))
     labels = pre.decode(A)
@@ -476,43 +489,64 @@ def prediction_columns(model: Model, frame, source: CsvSource, offset: int, prob
     if proba:
         for label, p in zip(pre.classes, pre.probabilities(A).T, strict=True):
             columns[f"p_{label}"] = p.tolist()
-    score_sum = None
-    if pre.target in frame.columns:
-        if pre.task == "classification":
-            truth = class_labels(frame, pre.target, source, offset)
-            score_sum = float(sum(a == b for a, b in zip(labels, truth, strict=True)))
-        else:
-            truth = numeric_matrix(frame, [pre.target], source, offset)[:, 0]
-            score_sum = float(np.sum((np.asarray(labels) - truth) ** 2))
-    return columns, score_sum
+    scores.rows += len(frame)
+    if pre.target not in frame.columns:
+        scores.scored = False
+    elif pre.task == "classification":
+        truth = class_labels(frame, pre.target, source, offset)
+        scores.total += float(sum(a == b for a, b in zip(labels, truth, strict=True)))
+        known = set(pre.classes)
+        unseen = [label for label in truth if label not in known]
+        if unseen and scores.unseen == 0:
+            scores.unseen_example = unseen[0]
+        scores.unseen += len(unseen)
+    else:
+        truth = numeric_matrix(frame, [pre.target], source, offset, role=TARGET)[:, 0]
+        scores.total += float(np.sum((np.asarray(labels) - truth) ** 2))
+    return columns
 
 
-def predict(
-    model: Model, source: CsvSource, handle, proba: bool = False
-) -> tuple[int, tuple[str, float] | None]:
+# A --proba column is written as Python floats and text: it costs several numeric cells' memory.
+PROBABILITY_CELLS = 8
+
+
+def prediction_chunk_rows(model: Model, proba: bool) -> int:
+    """Rows per chunk, bounded by the widest thing computed for a row: its input columns, the network's
+    widest layer, or the probability columns."""
+    pre = model.preprocessing
+    width = max(len(pre.features) + 1, *model.network.layer_sizes)
+    if proba:
+        width = max(width, PROBABILITY_CELLS * len(pre.classes))
+    return chunk_rows(width)
+
+
+def predict(model: Model, source: CsvSource, handle, proba: bool = False) -> Scores:
     """Stream predictions for the rows of ``source`` as CSV text into ``handle``, chunk by chunk, so
-    memory does not grow with the number of rows. Returns (rows, (accuracy or rmse, value) or None)."""
+    memory does not grow with the number of rows nor with the model's width."""
     pre = model.preprocessing
     if proba and pre.task != "classification":
         raise NncliError("--proba applies to classification models; this model predicts a number")
-    if source.path is not None:
+    if not source.is_stream:
         read_header(source)
-    rows, score_total, scored = 0, 0.0, True
-    for offset, chunk in read_chunks(source, rows=chunk_rows(len(pre.features) + 1)):
-        columns, score_sum = prediction_columns(model, chunk, source, offset, proba)
+    scores = Scores()
+    for offset, chunk in read_chunks(source, rows=prediction_chunk_rows(model, proba)):
+        if len(chunk) == 0:
+            continue
+        columns = prediction_columns(model, chunk, source, offset, proba, scores)
         write_csv(columns, handle, header=offset == 0)
-        rows += len(chunk)
-        scored = scored and score_sum is not None
-        score_total += score_sum or 0.0
-    if rows == 0:
+    if scores.rows == 0:
         names = ["prediction"] + ([f"p_{label}" for label in pre.classes] if proba else [])
         handle.write(",".join(names) + "\n")
-        return 0, None
-    if not scored:
-        return rows, None
-    if pre.task == "classification":
-        return rows, ("accuracy", score_total / rows)
-    return rows, ("rmse", float(np.sqrt(score_total / rows)))
+    return scores
+
+
+def score(model: Model, scores: Scores) -> tuple[str, float] | None:
+    """(accuracy or rmse, its value) over the rows predicted, or None where the target was not given."""
+    if scores.rows == 0 or not scores.scored:
+        return None
+    if model.preprocessing.task == "classification":
+        return "accuracy", scores.total / scores.rows
+    return "rmse", float(np.sqrt(scores.total / scores.rows))
 
 
 def gradcheck_config(

@@ -33,12 +33,12 @@ def fail(message: str, code: int) -> None:
 
 
 class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived while a command other than training ran: it stops at once, cleanly
-    (``atomic_write`` removes what it had begun)."""
+    """SIGINT or SIGTERM arrived while a command other than training ran, or before training started:
+    it stops at once, cleanly (``atomic_write`` removes what it had begun)."""
 
-    def __init__(self, signum: int) -> None:
+    def __init__(self, signum: int, detail: str = "") -> None:
         super().__init__(signum)
-        self.signum = signum
+        self.signum, self.detail = signum, detail
 
 
 def reports_errors(command):
@@ -61,7 +61,8 @@ def reports_errors(command):
             where = f" '{error.filename}'" if error.filename else ""
             fail(f"cannot read or write{where}: {error.strerror or error}", EXIT_BAD_INPUT)
         except Interrupted as stop:
-            fail(f"stopped by {signal.Signals(stop.signum).name}", 128 + stop.signum)
+            detail = f" {stop.detail}" if stop.detail else ""
+            fail(f"stopped by {signal.Signals(stop.signum).name}{detail}", 128 + stop.signum)
         except KeyboardInterrupt:
             fail(
                 "stopped at once by a second interrupt; files from the last checkpoint are kept",
@@ -149,7 +150,7 @@ def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
     from tqdm import tqdm
 
     from nncli.config import load_config
-    from nncli.pipeline import train_from_config
+    from nncli.pipeline import divergence_advice, train_from_config
 
     values = {
         "training.epochs": epochs,
@@ -170,6 +171,7 @@ def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
         bar.update()
 
     def start(done: int, epochs: int) -> None:
+        stop.training = True
         bar.reset(total=epochs)
         bar.update(done)  # a resumed run starts part of the way along
 
@@ -196,8 +198,7 @@ def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
     if reason == "diverged":
         fail(
             f"training diverged in epoch {len(run.history) + 1}: J became nan or inf; the best weights "
-            f"so far are saved in '{run.directory}'; try a smaller training.alpha "
-            f"(now {cfg.training.alpha:g})",
+            f"so far are saved in '{run.directory}'; {divergence_advice(cfg, run.metrics['train']['rows'])}",
             EXIT_DIVERGED,
         )
 
@@ -219,18 +220,22 @@ def resume_command(config, overrides, epochs, seed, out, quiet) -> str:
 
 class StopOnSignal:
     """While active, SIGINT and SIGTERM ask training to stop after the current step instead of killing
-    the process; a second signal stops at once."""
+    the process; a second signal stops at once. Before training has started (while the data loads)
+    there is nothing to save, and the first signal stops at once (Interrupted)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.training = False
         self._previous = {}
 
     def requested(self) -> bool:
         return self.signum is not None
 
     def _handle(self, signum, frame) -> None:
+        if not self.training:
+            raise Interrupted(signum, "before training started; nothing was written")
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
@@ -451,5 +456,15 @@ def plot_cost(history, output, title):
         click.echo(f"nncli: wrote {output}", err=True)
 
 
+def run() -> None:
+    """The console script: ``main``, after which SIGINT and SIGTERM take their default action again, so
+    that a signal arriving while the interpreter shuts down ends it quietly, as it would any Unix tool."""
+    try:
+        main()
+    finally:
+        for signum in StopOnSignal.SIGNALS:
+            signal.signal(signum, signal.SIG_DFL)
+
+
 if __name__ == "__main__":
-    main()
+    run()

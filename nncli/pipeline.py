@@ -117,6 +117,20 @@ def _bytes(count: float) -> str:
     return f"{count} bytes"
 
 
+def divergence_advice(config: Config, rows: int) -> str:
+    """What to change after J became nan or inf: λ when each step's decay of Θ, α·λ/|B| with |B| the
+    batch's m, overshoots (a factor 1 − α·λ/|B| below 0 flips Θ's sign every step and grows it); else α."""
+    t = config.training
+    batch_rows = {"batch": rows, "mini-batch": min(t.batch_size, rows), "stochastic": 1}[t.batch]
+    decay = t.alpha * t.lambda_ / max(batch_rows, 1)
+    if decay >= 1:
+        return (
+            f"try a smaller training.lambda (now {t.lambda_:g}): each step scales Θ by 1 − α·λ/m = "
+            f"{1 - decay:.3g}, which overshoots"
+        )
+    return f"try a smaller training.alpha (now {t.alpha:g})"
+
+
 def check_output_dir(directory: Path, overwrite: bool, resume: bool) -> None:
     """Refuse to train over an earlier run unless told to (and refuse --resume with nothing to resume)."""
     if directory.exists() and not directory.is_dir():

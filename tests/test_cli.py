@@ -445,3 +445,33 @@ def test_a_second_interrupt_stops_at_once_with_exit_130_and_no_traceback(workdir
     result = invoke("train", write_config(CONFIG), "-q")
     assert result.exit_code == 130
     assert "stopped at once by a second interrupt" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_signal_while_the_data_loads_stops_at_once_and_writes_nothing(workdir, write_config, monkeypatch):
+    import signal
+
+    import nncli.pipeline
+
+    real = nncli.pipeline.prepare
+
+    def slow_prepare(*args, **kwargs):
+        signal.raise_signal(signal.SIGTERM)  # arrives while the data loads
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(nncli.pipeline, "prepare", slow_prepare)
+    result = invoke("train", write_config(CONFIG), "-q")
+    assert result.exit_code == 143
+    assert result.stderr == "nncli: error: stopped by SIGTERM before training started; nothing was written\n"
+    assert not (workdir / "out").exists()
+
+
+def test_divergence_from_a_huge_lambda_suggests_a_smaller_lambda(workdir, write_config):
+    (workdir / "reg.csv").write_text("x,y\n1,2\n2,4\n3,6\n4,8\n5,11\n")
+    config = (
+        "data: {path: reg.csv, task: regression}\nmodel: {hidden: [3], activation: tanh}\n"
+        "training: {alpha: 0.1, lambda: 1000, beta: 0, batch: batch, epochs: 200}\noutput: {dir: out}\n"
+    )
+    result = invoke("train", write_config(config), "-q")
+    assert result.exit_code == 3, result.output
+    assert "try a smaller training.lambda (now 1000): each step scales Θ by 1 − α·λ/m = -19" in result.stderr
+    assert "training.alpha" not in result.stderr

@@ -82,11 +82,14 @@ def _config(v) -> bool:
 # Every key of a model's meta record, with the check its value must pass and what it should be.
 MODEL_META = {
     "layer_sizes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(map(_whole(1), v)), "sizes ≥ 1"),
-    "activation": (lambda v: v in ACTIVATIONS, "an activation's name"),
-    "output": (lambda v: v in OUTPUTS, "an output's name"),
+    "activation": (lambda v: isinstance(v, str) and v in ACTIVATIONS, "an activation's name"),
+    "output": (lambda v: isinstance(v, str) and v in OUTPUTS, "an output's name"),
     "feature_names": (_names, "distinct column names"),
     "target_name": (lambda v: isinstance(v, str), "a column name"),
-    "task": (lambda v: v in ("classification", "regression"), "classification or regression"),
+    "task": (
+        lambda v: isinstance(v, str) and v in ("classification", "regression"),
+        "classification or regression",
+    ),
     "classes": (_classes, "null or distinct labels"),
     "output_units": (_whole(1), "a whole number ≥ 1"),
     "mean": (_numbers, "finite numbers"),

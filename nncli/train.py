@@ -316,7 +316,10 @@ def _checked_state(record: dict, steps_per_epoch: int) -> TrainingState:
         "best_cost": (lambda v: v is None or number(v), "null or a finite number"),
         "stale": (whole, "a whole number ≥ 0"),
         "best_epoch": (lambda v: v is None or (whole(v) and v >= 1), "null or a whole number ≥ 1"),
-        "engine": (lambda v: v is None or (v in engines.ENGINES and v != "auto"), "null, numpy or compiled"),
+        "engine": (
+            lambda v: v is None or (isinstance(v, str) and v in engines.ENGINES and v != "auto"),
+            "null, numpy or compiled",
+        ),
     }
     if not isinstance(record, dict):
         raise ValueError("its trainer record is not a mapping")

@@ -2,8 +2,11 @@
 (exit code 2 on the command line), never another exception, never a hang."""
 
 import io
+import json
 import os
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,9 @@ from nncli.config import load_config, reference
 from nncli.data import prepare
 from nncli.errors import NncliError
 from nncli.model_file import load_checkpoint
+from nncli.network import Network
 from nncli.pipeline import load_trained_model
+from nncli.train import Trainer
 
 EXAMPLES = int(os.environ.get("NNCLI_FUZZ_EXAMPLES", "250"))  # raise it for a longer hunt
 FUZZ = settings(max_examples=EXAMPLES, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])
@@ -233,3 +238,169 @@ def test_a_model_file_with_a_pickled_payload_is_refused_without_running_it(tmp_p
     except NncliError as error:
         assert "object arrays" in str(error)
     assert not marker.exists()
+
+
+# ------------------------------------------------------------------ hostile shapes: aliases, nesting, members
+
+
+@st.composite
+def yaml_with_aliases_and_nesting(draw):
+    """YAML texts built to expand or to nest: anchors whose aliases multiply, recursive aliases, undefined
+    aliases, lists nested hundreds deep, repeated keys, mixed into a real config."""
+    lines = ["data: {path: data.csv}"] if draw(st.booleans()) else []
+    fanout = draw(st.integers(1, 12))
+    levels = draw(st.integers(0, 12))
+    for level in range(levels):
+        inner = f"*x{level - 1}" if level else "lol"
+        lines.append(f"x{level}: &x{level} [{', '.join([inner] * fanout)}]")
+    if draw(st.booleans()):
+        depth = draw(st.integers(1, 700))
+        lines.append("deep: " + "[" * depth + "]" * depth)
+    if draw(st.integers(0, 4)) == 0:
+        lines.append("loop: &loop [*loop]")
+    if draw(st.integers(0, 4)) == 0:
+        lines.append(f"ghost: *{draw(st.sampled_from(['nowhere', 'x99']))}")
+    if draw(st.integers(0, 3)) == 0:
+        key = draw(st.sampled_from(["data", "training", "x0", "model"]))
+        lines.append(f"{key}: {{}}")
+    if draw(st.booleans()):
+        key = draw(st.sampled_from(KEY_PATHS))
+        section, _, name = key.partition(".")
+        alias = f"*x{draw(st.integers(0, max(0, levels - 1)))}" if levels else "1e-3"
+        lines.append(f"{section}: {{{name}: {alias}}}")
+    return "\n".join(draw(st.permutations(lines))) + "\n"
+
+
+@FUZZ
+@given(yaml_with_aliases_and_nesting())
+def test_yaml_built_to_expand_or_nest_loads_or_is_refused_with_a_config_error(text):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "config.yaml"
+        path.write_text(text)
+        try:
+            load_config(path)
+        except NncliError as error:
+            assert len(str(error)) < 400
+            event(f"refused: {' '.join(str(error).split()[1:4])}")
+            return
+        event("loaded")
+
+
+HEADERS = st.fixed_dictionaries(
+    {
+        "descr": st.sampled_from(["<f8", "<f4", "<i8", "|O", "<U5", "|b1", "<c16"]),
+        "fortran_order": st.booleans(),
+        "shape": st.lists(st.integers(0, 10**7), max_size=5).map(tuple),
+    }
+)
+
+
+@st.composite
+def crafted_archives(draw, original: bytes):
+    """An archive nncli wrote, with members added or replaced: any name, any .npy header, payloads of
+    zeros up to 4 MiB, stored or deflated (so that the directory claims far more than the file holds)."""
+    buffer = io.BytesIO(original)
+    with zipfile.ZipFile(buffer, "a") as archive:
+        for _ in range(draw(st.integers(1, 4))):
+            name = draw(
+                st.sampled_from(["W1.npy", "b2.npy", "W9.npy", "meta.npy", "x.pkl", "../up.npy", "theta.npy"])
+            )
+            method = draw(st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED]))
+            info = zipfile.ZipInfo(name)
+            info.compress_type = method
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # a duplicate name is one of the cases
+                handle = archive.open(info, "w", force_zip64=True)
+            with handle:
+                np.lib.format.write_array_header_1_0(handle, draw(HEADERS))
+                handle.write(bytes(draw(st.sampled_from([0, 8, 4096, 1 << 22]))))
+    return buffer.getvalue()
+
+
+@FUZZ
+@given(crafted_archives(MODEL))
+def test_a_model_with_crafted_members_loads_or_is_refused(data):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.npz"
+        path.write_bytes(data)
+        try:
+            load_trained_model(path)
+        except NncliError as error:
+            event(f"refused: {str(error).split(': ', 1)[-1][:30]}")
+            return
+        event("loaded")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+def _archive(original: bytes) -> tuple[dict, dict]:
+    with np.load(io.BytesIO(original), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    return arrays, json.loads(str(arrays.pop("meta")))
+
+
+def _rewritten(arrays: dict, meta: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    return buffer.getvalue()
+
+
+@st.composite
+def crafted_records(draw, original: bytes, record: str | None):
+    """The archive's JSON record (or its ``record`` part) with fields replaced by any JSON value, removed,
+    or nested deep."""
+    arrays, meta = _archive(original)
+    target = meta if record is None else meta[record]
+    for _ in range(draw(st.integers(1, 3))):
+        key = draw(st.sampled_from(sorted(target)))
+        action = draw(st.sampled_from(["replace", "remove", "nest"]))
+        if action == "replace":
+            target[key] = draw(json_values)
+        elif action == "remove":
+            target.pop(key)
+        else:
+            depth = draw(st.integers(1, 3000))
+            target[key] = json.loads("[" * depth + "]" * depth) if depth < 900 else [[[]]]
+    return _rewritten(arrays, meta)
+
+
+@FUZZ
+@given(crafted_records(MODEL, None))
+def test_a_model_whose_meta_fields_are_crafted_loads_or_is_refused(data):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.npz"
+        path.write_bytes(data)
+        try:
+            model = load_trained_model(path)
+        except NncliError as error:
+            event(f"refused: {str(error).split(': ', 1)[-1][:30]}")
+            return
+        event("loaded")
+        assert model.network.forward(np.zeros((1, model.network.layer_sizes[0]))).shape[0] == 1
+
+
+@FUZZ
+@given(crafted_records(CHECKPOINT, "trainer"))
+def test_a_checkpoint_whose_trainer_record_is_crafted_resumes_or_is_refused(data):
+    arrays, meta = load_checkpoint_bytes(data)
+    trainer = Trainer(Network([2, 3, 1], output="sigmoid"), np.zeros((4, 2)), np.zeros((4, 1)), batch_size=2)
+    try:
+        trainer.restore(arrays, meta["trainer"])
+    except (ValueError, KeyError) as error:
+        event(f"refused: {str(error)[:30]}")
+        return
+    event("restored")
+    trainer.run(trainer.state.epoch + 1)
+    assert np.isfinite(trainer.net.theta).all()
+
+
+def load_checkpoint_bytes(data: bytes):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "checkpoint.npz"
+        path.write_bytes(data)
+        return load_checkpoint(path)

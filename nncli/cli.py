@@ -50,7 +50,7 @@ def reports_errors(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
+            with warnings.catch_warnings(), np.errstate(all="ignore"), stopped_by_signals():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 return command(*args, **kwargs)
         except NncliError as error:
@@ -309,22 +309,21 @@ def predict(model, data, output, proba):
                 )
     trained = load_trained_model(model)
     source = CsvSource(None if str(data) == "-" else data, *data_format(trained.meta))
-    with stopped_by_signals():
-        if to_stdout:
-            handle = standard_output()
-            scores = predict_rows(trained, source, handle, proba)
-            handle.flush()
-        else:
-            outcome = []
+    if to_stdout:
+        handle = standard_output()
+        scores = predict_rows(trained, source, handle, proba)
+        handle.flush()
+    else:
+        outcome = []
 
-            def write(binary):
-                text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
-                outcome.append(predict_rows(trained, source, text, proba))
-                text.flush()
-                text.detach()
+        def write(binary):
+            text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
+            outcome.append(predict_rows(trained, source, text, proba))
+            text.flush()
+            text.detach()
 
-            atomic_write(output, write)
-            scores = outcome[0]
+        atomic_write(output, write)
+        scores = outcome[0]
     if scores.rows == 0:
         click.echo(f"nncli: '{source.name}' has no data rows, so there are no predictions", err=True)
     if scores.unseen:

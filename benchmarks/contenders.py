@@ -28,7 +28,7 @@ def prepare_nncli(w: Workload, dtype, engine: str = "compiled"):
 
     def run(epochs: int):
         calls[0] += 1
-        nncli.train(
+        nncli.training.loop(
             net,
             X,
             Y,

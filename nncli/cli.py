@@ -21,8 +21,8 @@ import click
 import numpy as np
 
 from nncli import __version__
-from nncli.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, NncliError
-from nncli.gradcheck import DEFAULT_EPSILON, DEFAULT_TOLERANCE
+from nncli.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_DIVERGED, Interrupted, NncliError
+from nncli.model.gradcheck import DEFAULT_EPSILON, DEFAULT_TOLERANCE
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -30,15 +30,6 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 def fail(message: str, code: int) -> None:
     click.echo(f"nncli: error: {message}", err=True)
     sys.exit(code)
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived while a command other than training ran, or before training started:
-    it stops at once, cleanly (``atomic_write`` removes what it had begun)."""
-
-    def __init__(self, signum: int, detail: str = "") -> None:
-        super().__init__(signum)
-        self.signum, self.detail = signum, detail
 
 
 def reports_errors(command):
@@ -294,9 +285,9 @@ def predict(model, data, output, proba):
       nncli predict runs/iris/model.npz datasets/iris_test.csv --proba > predictions.csv
       cat rows.csv | nncli predict runs/iris/model.npz - | cut -d, -f1
     """
-    from nncli.data import CsvSource
-    from nncli.files import atomic_write, same_file
-    from nncli.model_file import data_format, model_path
+    from nncli.io.datasets import CsvSource
+    from nncli.io.files import atomic_write, same_file
+    from nncli.io.model_file import data_format, model_path
     from nncli.pipeline import load_trained_model, score
     from nncli.pipeline import predict as predict_rows
 
@@ -386,7 +377,7 @@ def gradcheck(config, epsilon, tolerance, samples, max_params):
     """
     from nncli import gradcheck as check
     from nncli.config import load_config
-    from nncli.gradcheck import lecture_check_problem
+    from nncli.model.gradcheck import lecture_check_problem
     from nncli.pipeline import gradcheck_config
 
     if config is None:
@@ -440,8 +431,8 @@ def plot_cost(history, output, title):
       nncli plot-cost runs/digits
       nncli plot-cost runs/digits/history.csv -o cost.png
     """
-    from nncli.data import read_history
-    from nncli.plot import plot_image, plot_terminal
+    from nncli.io.datasets import read_history
+    from nncli.io.plot import plot_image, plot_terminal
 
     path = history / "history.csv" if history.is_dir() else history
     frame = read_history(path)
@@ -455,15 +446,5 @@ def plot_cost(history, output, title):
         click.echo(f"nncli: wrote {output}", err=True)
 
 
-def run() -> None:
-    """The console script: ``main``, after which SIGINT and SIGTERM take their default action again, so
-    that a signal arriving while the interpreter shuts down ends it quietly, as it would any Unix tool."""
-    try:
-        main()
-    finally:
-        for signum in StopOnSignal.SIGNALS:
-            signal.signal(signum, signal.SIG_DFL)
-
-
 if __name__ == "__main__":
-    run()
+    main()

@@ -17,13 +17,13 @@ from typing import Any
 
 import yaml
 
-from nncli.activations import ACTIVATIONS
-from nncli.engines import ENGINES
+from nncli.engines.registry import ENGINES
 from nncli.errors import ConfigError, shown
-from nncli.initializers import INITIALIZERS, RELU_BIAS
-from nncli.losses import OUTPUTS
-from nncli.network import DTYPES
-from nncli.optim import BATCH_MODES
+from nncli.model.activations import ACTIVATIONS
+from nncli.model.initializers import INITIALIZERS, RELU_BIAS
+from nncli.model.losses import OUTPUTS
+from nncli.model.network import DTYPES
+from nncli.optim.batches import BATCH_MODES
 
 TASKS = ("classification", "regression")
 REQUIRED = object()

@@ -33,6 +33,15 @@ class ModelFileError(NncliError):
     """A file is not an nncli model, or is damaged."""
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM asked a command to stop at once (a BaseException, as KeyboardInterrupt is, so that
+    no ``except Exception`` swallows it; files being written are removed as the exception passes)."""
+
+    def __init__(self, signum: int, detail: str = "") -> None:
+        super().__init__(signum)
+        self.signum, self.detail = signum, detail
+
+
 def _short_repr() -> reprlib.Repr:
     short = reprlib.Repr()
     short.maxlevel, short.maxstring, short.maxother, short.maxlong = 3, 60, 60, 40

@@ -17,7 +17,8 @@ import numpy as np
 from nncli import __version__
 from nncli.config import Config
 from nncli.cores import available_memory
-from nncli.data import (
+from nncli.errors import ModelFileError, NncliError, shown
+from nncli.io.datasets import (
     TARGET,
     CsvSource,
     PreparedData,
@@ -30,15 +31,14 @@ from nncli.data import (
     read_header,
     write_csv,
 )
-from nncli.errors import ModelFileError, NncliError, shown
-from nncli.files import atomic_write_text
-from nncli.gradcheck import GradcheckReport, gradcheck
-from nncli.metrics import ACCURACY, Metric, rmse
-from nncli.model_file import load_checkpoint, load_model, save_checkpoint, save_model
-from nncli.network import Network
-from nncli.run_folder import RunFolder
-from nncli.train import DIVERGED, EVALUATION_ROWS, INTERRUPTED, EpochRecord, History, Trainer
-from nncli.train import evaluate as evaluate_split
+from nncli.io.files import atomic_write_text
+from nncli.io.model_file import load_checkpoint, load_model, save_checkpoint, save_model
+from nncli.io.run_folder import RunFolder
+from nncli.model.gradcheck import GradcheckReport, gradcheck
+from nncli.model.metrics import ACCURACY, Metric, rmse
+from nncli.model.network import Network
+from nncli.training.loop import DIVERGED, EVALUATION_ROWS, INTERRUPTED, EpochRecord, History, Trainer
+from nncli.training.loop import evaluate as evaluate_split
 
 MODEL_FILE, HISTORY_FILE, METRICS_FILE = "model.npz", "history.csv", "metrics.json"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -232,7 +232,7 @@ def train_from_config(
     metrics.json and checkpoint.npz into output.dir.
 
     Everything the user gave is checked before the output folder is touched; the folder is then locked
-    for the run (``nncli.run_folder``). The checkpoint (with the model and history) is rewritten every
+    for the run (``nncli.io.run_folder``). The checkpoint (with the model and history) is rewritten every
     ``output.checkpoint_every`` epochs, each file atomically. ``on_note`` receives sentences worth telling
     the user (a target that looks numeric, the epoch count a resumed run keeps); ``on_start`` receives the
     epochs done and the epochs to reach as training starts.

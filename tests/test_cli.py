@@ -372,10 +372,10 @@ def test_version_and_help_show_examples():
 
 
 def test_predict_streams_in_chunks_with_one_header_and_one_score(workdir, write_config, monkeypatch):
-    import nncli.data
+    import nncli.io.datasets
 
     out = trained(workdir, write_config)
-    monkeypatch.setattr(nncli.data, "CHUNK_CELLS", 16)  # 4 rows of 3 features and a target
+    monkeypatch.setattr(nncli.io.datasets, "CHUNK_CELLS", 16)  # 4 rows of 3 features and a target
     rows = "a,b,c,label\n" + "0.1,1.0,5,x\n0.9,2.5,1,y\n" * 5
     (workdir / "many.csv").write_text(rows)
     result = invoke("predict", out / "model.npz", "many.csv", "--proba")
@@ -387,10 +387,10 @@ def test_predict_streams_in_chunks_with_one_header_and_one_score(workdir, write_
 
 
 def test_predict_to_a_file_leaves_nothing_when_a_later_row_is_bad(workdir, write_config, monkeypatch):
-    import nncli.data
+    import nncli.io.datasets
 
     out = trained(workdir, write_config)
-    monkeypatch.setattr(nncli.data, "CHUNK_CELLS", 8)  # 2 rows
+    monkeypatch.setattr(nncli.io.datasets, "CHUNK_CELLS", 8)  # 2 rows
     (workdir / "bad.csv").write_text("a,b,c\n0.1,1,5\n0.2,1,5\n0.3,1,5\n0.4,oops,5\n")
     result = invoke("predict", out / "model.npz", "bad.csv", "-o", "pred.csv")
     assert result.exit_code == 2
@@ -484,7 +484,37 @@ def test_the_first_ctrl_c_in_gradcheck_says_what_happened(monkeypatch):
     def interrupted(*args, **kwargs):
         signal.raise_signal(signal.SIGINT)
 
-    monkeypatch.setattr(sys.modules["nncli.gradcheck"], "lecture_check_problem", interrupted)
+    monkeypatch.setattr(sys.modules["nncli.model.gradcheck"], "lecture_check_problem", interrupted)
     result = invoke("gradcheck")
     assert result.exit_code == 130
     assert result.stderr == "nncli: error: stopped by SIGINT\n"
+
+
+def test_a_signal_before_any_command_runs_is_one_line_not_a_traceback(monkeypatch, capsys):
+    """The console script makes SIGINT stop nncli with one line before it imports anything heavy (a
+    Ctrl-C while NumPy loads once printed a KeyboardInterrupt traceback)."""
+    import signal
+
+    import nncli.__main__ as entry
+    import nncli.cli
+
+    saved = {s: signal.getsignal(s) for s in entry.SIGNALS}
+    monkeypatch.setattr(nncli.cli, "main", lambda: signal.raise_signal(signal.SIGINT))
+    try:
+        with pytest.raises(SystemExit) as stopped:
+            entry.run()
+        after = [signal.getsignal(s) for s in entry.SIGNALS]
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == "nncli: error: stopped by SIGINT\n"
+    assert after == [signal.SIG_DFL, signal.SIG_DFL]  # the interpreter's shutdown ends quietly
+
+
+def test_python_dash_m_nncli_is_the_command_line():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "nncli", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == f"nncli, version {__version__}\n"

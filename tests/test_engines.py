@@ -7,13 +7,16 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import nncli.step
-from nncli import Network, compiled, engines, train
+import nncli.engines.numpy_engine
+from nncli import Network, train
 from nncli.cli import main
+from nncli.engines import registry as engines
+from nncli.engines.compiled import loops as compiled
+from nncli.engines.compiled import units
+from nncli.engines.numpy_engine import FastStep
 from nncli.errors import NncliError
-from nncli.losses import OUTPUTS
-from nncli.step import FastStep
-from nncli.train import Trainer
+from nncli.model.losses import OUTPUTS
+from nncli.training.loop import Trainer
 
 CONFIG = """data: {path: small.csv, target: label}
 model: {hidden: [3], activation: tanh}
@@ -71,9 +74,9 @@ def test_the_compiled_engine_picks_the_loops_blas_step_threads_or_numpy_calls_by
     X, Y = problem()
     net = Network([4, 5, 3], seed=0)
     work = net.n_regularized
-    monkeypatch.setattr(nncli.step, "LOOPS_MAX_WORK", 8 * work)
-    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 9 * work)
-    monkeypatch.setattr(nncli.step, "MIN_ROWS_TO_SPLIT", 11)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "LOOPS_MAX_WORK", 8 * work)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 9 * work)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "MIN_ROWS_TO_SPLIT", 11)
 
     def kinds(cores: int) -> list[str]:
         step = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="compiled", cores=cores)
@@ -143,14 +146,14 @@ def test_a_config_names_an_unknown_engine(workdir):
 
 
 def test_the_compiled_sigmoid_and_tanh_agree_with_numpy_to_a_few_ulp():
-    from nncli.activations import sigmoid, tanh
+    from nncli.model.activations import sigmoid, tanh
 
     rng = np.random.default_rng(0)
     edges = [0.0, -0.0, 1e-300, -1e-300, 1e-9, 19.999, 20.0, 20.5, -20.5, 300.0, -300.0, 708.0, 709.5, -745.0]
     z = np.concatenate([rng.normal(size=5000) * 4, np.linspace(-40, 40, 20001), edges])
     for code, numpy_engine, exact in ((0, sigmoid, None), (1, tanh, np.tanh(z))):
         mine = z.copy()
-        compiled._activate(mine, code)
+        units.activate(mine, code)
         reference = numpy_engine(z)
         # values lie in [−1, 1]: a few units of the last place near 1, and relatively so away from 0
         assert np.max(np.abs(mine - reference)) <= 2 * np.finfo(np.float64).eps
@@ -159,17 +162,17 @@ def test_the_compiled_sigmoid_and_tanh_agree_with_numpy_to_a_few_ulp():
         if exact is not None:  # the formula 1 − 2/(e^(2z) + 1) itself is as close to tanh on both engines
             assert np.max(np.abs(mine - exact)) <= 2 * np.finfo(np.float64).eps
     mine = np.array([20.0, 1000.0, -1000.0])
-    compiled._activate(mine, 1)
+    units.activate(mine, 1)
     assert mine.tolist() == [1.0, 1.0, -1.0]  # tanh of |z| ≥ 20 is ±1 exactly, as in double precision
     sigmoid = np.array([800.0, -800.0])
-    compiled._activate(sigmoid, 0)
+    units.activate(sigmoid, 0)
     assert sigmoid[0] == 1.0 and 0.0 <= sigmoid[1] < 1e-300
 
 
 @pytest.mark.parametrize("code", [0, 1, 2, 3])
 def test_the_compiled_activations_keep_nan_and_saturate_at_infinity(code):
     z = np.array([np.nan, np.inf, -np.inf, 0.5], dtype=np.float64)
-    compiled._activate(z, code)
+    units.activate(z, code)
     assert np.isnan(z[0])
     limits = {0: (1.0, 0.0), 1: (1.0, -1.0), 2: (np.inf, 0.0), 3: (np.inf, -np.inf)}[code]
     assert (z[1], z[2]) == limits
@@ -179,8 +182,8 @@ def test_the_compiled_float32_activations_match_float64():
     z = np.random.default_rng(1).normal(size=(300, 7)) * 5
     for code in range(4):
         wide, narrow = z.copy(), z.astype(np.float32)
-        compiled._activate(wide, code)
-        compiled._activate(narrow, code)
+        units.activate(wide, code)
+        units.activate(narrow, code)
         np.testing.assert_allclose(narrow, wide, rtol=1e-6, atol=1e-7)
 
 
@@ -212,7 +215,7 @@ def test_the_compiled_gather_takes_the_rows_and_the_targets_as_columns(m, dtype)
 @pytest.mark.parametrize("output", ["sigmoid", "softmax", "linear"])
 def test_the_compiled_output_units_give_the_same_in_rows_and_in_columns(output):
     """The output kernel takes examples as rows (the compiled step) or as columns (the BLAS path): the
-    same a^(L), δ^(L) and loss either way, and the loss of nncli.losses."""
+    same a^(L), δ^(L) and loss either way, and the loss of nncli.model.losses."""
     rng = np.random.default_rng(2)
     m, K = 9, 4
     z = rng.normal(scale=3.0, size=(m, K))
@@ -220,8 +223,8 @@ def test_the_compiled_output_units_give_the_same_in_rows_and_in_columns(output):
     c = 0.5
     rows_z, rows_delta = z.copy(), np.empty((m, K))
     shape = (m, K, 1)
-    code = compiled.OUTPUT_CODES[output]
-    rows_loss = compiled._output_and_delta(
+    code = units.OUTPUT_CODES[output]
+    rows_loss = units.output_and_delta(
         rows_z.reshape(shape), Y.reshape(shape), rows_delta.reshape(shape), c, code
     )
     columns_z, columns_Y, columns_delta = (
@@ -230,7 +233,7 @@ def test_the_compiled_output_units_give_the_same_in_rows_and_in_columns(output):
         np.empty((K, m)),
     )
     shape = (1, K, m)
-    columns_loss = compiled._output_and_delta(
+    columns_loss = units.output_and_delta(
         columns_z.reshape(shape), columns_Y.reshape(shape), columns_delta.reshape(shape), c, code
     )
     expected_a, expected_loss = OUTPUTS[output].activate_and_loss(z, Y)

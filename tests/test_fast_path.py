@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from conftest import targets_for
 
-import nncli.engines
-import nncli.step
+import nncli.engines.numpy_engine
+import nncli.engines.registry
 from nncli import Network, train
-from nncli.activations import ACTIVATIONS
-from nncli.losses import OUTPUTS
-from nncli.network import GradientSums
-from nncli.optim import BATCH_MODES, Momentum, epoch_batches
+from nncli.model.activations import ACTIVATIONS
+from nncli.model.losses import OUTPUTS
+from nncli.model.network import GradientSums
+from nncli.optim.batches import BATCH_MODES, Momentum, epoch_batches
 
 
 def straightforward_train(net, X, Y, alpha, lambda_, beta, batch, batch_size, epochs, seed):
@@ -29,8 +29,8 @@ def straightforward_train(net, X, Y, alpha, lambda_, beta, batch, batch_size, ep
     return costs
 
 
-NO_BLAS_STEP = "nncli.blas_step cannot run here (no 64-bit OpenBLAS gemm)"
-NO_THREADED_STEP = "nncli.blas_step cannot share a step here (no 64-bit OpenBLAS gemm, or one numba thread)"
+NO_BLAS_STEP = "nncli.engines.compiled.blas cannot run here (no 64-bit OpenBLAS gemm)"
+NO_THREADED_STEP = "the BLAS step cannot share a step here (no 64-bit OpenBLAS gemm, or one numba thread)"
 
 
 @pytest.fixture(params=["numpy", "compiled", "compiled blas", "compiled update", "compiled threaded"])
@@ -40,20 +40,20 @@ def engine(request, monkeypatch):
     update" keeps BLAS products in NumPy calls (and ``compiled.CompiledPasses`` for the rest), and
     "compiled threaded" shares the steps among two threads (``blas_step.step``)."""
     if request.param == "compiled blas":
-        if nncli.engines.blas_kernels(1) is None:
+        if nncli.engines.registry.blas_kernels(1) is None:
             pytest.skip(NO_BLAS_STEP)
-        monkeypatch.setattr(nncli.step, "LOOPS_MAX_WORK", 0)
+        monkeypatch.setattr(nncli.engines.numpy_engine, "LOOPS_MAX_WORK", 0)
         return "compiled"
     if request.param == "compiled update":
-        monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
-        monkeypatch.setattr(nncli.engines, "blas_kernels", lambda threads=1: None)
+        monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 0)
+        monkeypatch.setattr(nncli.engines.registry, "blas_kernels", lambda threads=1: None)
         return "compiled"
     if request.param == "compiled threaded":
-        if nncli.engines.blas_kernels(2) is None:
+        if nncli.engines.registry.blas_kernels(2) is None:
             pytest.skip(NO_THREADED_STEP)
-        monkeypatch.setattr(nncli.step, "LOOPS_MAX_WORK", 0)
-        monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
-        monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
+        monkeypatch.setattr(nncli.engines.numpy_engine, "LOOPS_MAX_WORK", 0)
+        monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 0)
+        monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: 2)
         return "compiled"
     return request.param
 
@@ -121,7 +121,7 @@ def test_the_example_path_sums_a_softmax_of_few_or_many_units_as_the_plain_step(
 
 
 def test_the_example_path_reports_the_accuracy_of_each_example_before_its_step(engine):
-    from nncli.metrics import ACCURACY
+    from nncli.model.metrics import ACCURACY
 
     rng = np.random.default_rng(6)
     X, Y = rng.normal(size=(30, 4)), np.eye(3)[rng.integers(0, 3, 30)]
@@ -166,8 +166,8 @@ def test_float32_trains_in_float32_end_to_end(engine):
 
 @pytest.mark.parametrize("cores", [1, 2, 3])
 def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, cores, engine):
-    monkeypatch.setattr(nncli.step, "available_cores", lambda: cores)
-    monkeypatch.setattr(nncli.step, "CHUNK_ROWS", 700)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: cores)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "CHUNK_ROWS", 700)
     rng = np.random.default_rng(3)
     X = rng.normal(size=(2500, 6))
     Y = np.eye(3)[rng.integers(0, 3, 2500)]
@@ -193,7 +193,7 @@ def _train_threaded(X, Y, queue=None):
 def test_a_forked_process_trains_on_threads_of_its_own(monkeypatch):
     import multiprocessing
 
-    monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: 2)
     rng = np.random.default_rng(4)
     X = rng.normal(size=(3000, 6))
     Y = np.eye(3)[rng.integers(0, 3, 3000)]
@@ -228,7 +228,7 @@ def test_the_column_forms_of_a_layer_are_the_row_forms_transposed(s_in, s_out, m
     np.testing.assert_allclose(below, layer.propagate(delta).T, rtol=1e-14, atol=1e-14)
 
 
-needs_threaded = pytest.mark.skipif(nncli.engines.blas_kernels(2) is None, reason=NO_THREADED_STEP)
+needs_threaded = pytest.mark.skipif(nncli.engines.registry.blas_kernels(2) is None, reason=NO_THREADED_STEP)
 
 
 @pytest.mark.parametrize("sizes", [[7, 9, 5, 3], [7, 1, 4], [7, 3, 1]])
@@ -239,18 +239,18 @@ def test_the_blas_step_shares_units_among_threads_and_equals_the_straightforward
 ):
     """Layers of one unit leave a thread no share of them; the step still equals the plain one, on one
     thread or two."""
-    if nncli.engines.blas_kernels(threads) is None:
+    if nncli.engines.registry.blas_kernels(threads) is None:
         pytest.skip(NO_THREADED_STEP if threads > 1 else NO_BLAS_STEP)
-    from nncli import blas_step
+    from nncli.engines.compiled import blas as blas_step
 
     kernels = []
     run = blas_step.BlasStep.run
     monkeypatch.setattr(
         blas_step.BlasStep, "run", lambda self, *a: kernels.append(self.kernel) or run(self, *a)
     )
-    monkeypatch.setattr(nncli.step, "LOOPS_MAX_WORK", 0)
-    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0 if threads > 1 else 1 << 20)
-    monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "LOOPS_MAX_WORK", 0)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 0 if threads > 1 else 1 << 20)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: 2)
     rng = np.random.default_rng(8)
     X = rng.normal(size=(90, 7)).astype(dtype)
     output = "sigmoid" if sizes[-1] == 1 else "softmax"
@@ -267,7 +267,7 @@ def test_the_blas_step_shares_units_among_threads_and_equals_the_straightforward
 
 
 def _train_wide(X, Y, queue=None):
-    from nncli import blas_step
+    from nncli.engines.compiled import blas as blas_step
 
     kernels = set()
     run = blas_step.BlasStep.run
@@ -289,8 +289,8 @@ def test_a_process_forked_after_threaded_steps_trains_on_the_serial_step(monkeyp
     """GNU OpenMP's threads do not survive a fork: the child takes the serial step, to the same weights."""
     import multiprocessing
 
-    monkeypatch.setattr(nncli.step, "COMPILED_MAX_WORK", 0)
-    monkeypatch.setattr(nncli.step, "available_cores", lambda: 2)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 0)
+    monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: 2)
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 20))
     Y = np.eye(3)[rng.integers(0, 3, 300)]
@@ -313,10 +313,10 @@ def test_the_threaded_step_runs_only_on_a_threading_layer_that_threads_may_share
     """numba's workqueue layer aborts the process when two threads run parallel code at once."""
     import numba
 
-    from nncli import blas_step
+    from nncli.engines.compiled import blas as blas_step
 
     monkeypatch.setattr(numba.config, "THREADING_LAYER", setting)
     expected = blas_step._layer_importable("omp") if usable is None else usable
     assert blas_step.threads_usable() == (expected and numba.config.NUMBA_NUM_THREADS > 1)
     if not expected:
-        assert nncli.engines.blas_kernels(2) is None
+        assert nncli.engines.registry.blas_kernels(2) is None

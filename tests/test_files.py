@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nncli import files
 from nncli.cli import main
-from nncli.files import atomic_write_text, remove_stale_temporaries
+from nncli.io import files
+from nncli.io.files import atomic_write_text, remove_stale_temporaries
 
 NNCLI = str(Path(sys.executable).parent / "nncli")
 CONFIG = """data: {path: small.csv, target: label}

@@ -17,12 +17,12 @@ from hypothesis import strategies as st
 
 from nncli.cli import main
 from nncli.config import load_config, reference
-from nncli.data import prepare
 from nncli.errors import NncliError
-from nncli.model_file import load_checkpoint
-from nncli.network import Network
+from nncli.io.datasets import prepare
+from nncli.io.model_file import load_checkpoint
+from nncli.model.network import Network
 from nncli.pipeline import load_trained_model
-from nncli.train import Trainer
+from nncli.training.loop import Trainer
 
 EXAMPLES = int(os.environ.get("NNCLI_FUZZ_EXAMPLES", "250"))  # raise it for a longer hunt
 FUZZ = settings(max_examples=EXAMPLES, deadline=10_000, suppress_health_check=[HealthCheck.too_slow])

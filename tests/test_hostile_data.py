@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from nncli.cli import main
 from nncli.config import load_config
-from nncli.data import MAX_LINE_BYTES, CsvSource, prepare, read_chunks
 from nncli.errors import DataError
+from nncli.io.datasets import MAX_LINE_BYTES, CsvSource, prepare, read_chunks
 from nncli.pipeline import Model, load_trained_model, prediction_chunk_rows
 
 NNCLI = str(Path(sys.executable).parent / "nncli")

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nncli import Network, train
-from nncli.initializers import INITIALIZERS
+from nncli.model.initializers import INITIALIZERS
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from nncli.cli import main
 from nncli.errors import ModelFileError
-from nncli.model_file import load_checkpoint, load_model
+from nncli.io.model_file import load_checkpoint, load_model
 
 CONFIG = """data: {path: small.csv, target: label}
 model: {hidden: [3], activation: tanh}

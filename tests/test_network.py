@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from reference import lecture_gradients
 
 from nncli import Network
-from nncli.activations import ACTIVATIONS
 from nncli.errors import NncliError
-from nncli.losses import OUTPUTS
+from nncli.model.activations import ACTIVATIONS
+from nncli.model.losses import OUTPUTS
 
 
 def random_problem(seed, activation, output, hidden, n_in=4, k=3, m=7):

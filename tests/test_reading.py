@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import nncli.data as data
-import nncli.line_ranges as line_ranges
+import nncli.io.datasets as data
+import nncli.io.line_ranges as line_ranges
 from nncli.errors import DataError
 
 

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from nncli import Network
 from nncli.cli import main
-from nncli.metrics import ACCURACY
-from nncli.model_file import load_checkpoint, load_model, save_checkpoint
-from nncli.optim import BATCH_MODES
-from nncli.train import Trainer
+from nncli.io.model_file import load_checkpoint, load_model, save_checkpoint
+from nncli.model.metrics import ACCURACY
+from nncli.optim.batches import BATCH_MODES
+from nncli.training.loop import Trainer
 
 NNCLI = str(Path(sys.executable).parent / "nncli")
 

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from nncli import files
 from nncli.cli import main
 from nncli.config import load_config
 from nncli.errors import NncliError
+from nncli.io import files
+from nncli.io.run_folder import LOCK_FILE, REPLACEMENT_FOLDER, RunFolder
 from nncli.pipeline import check_memory, train_from_config
-from nncli.run_folder import LOCK_FILE, REPLACEMENT_FOLDER, RunFolder
 
 NNCLI = str(Path(sys.executable).parent / "nncli")
 CONFIG = """data: {path: data.csv}
@@ -258,7 +258,7 @@ def test_a_network_that_cannot_fit_in_memory_is_refused_naming_its_largest_layer
 
 
 def test_the_memory_estimate_counts_parameters_and_batch_buffers(folder):
-    from nncli.data import prepare
+    from nncli.io.datasets import prepare
 
     cfg = load_config(config(folder))
     prepared = prepare(cfg.data, "auto", 0)

@@ -11,7 +11,7 @@ The straightforward step (``Network.backprop``, ``Network.finish``, ``optim.Mome
   buffers receive c·Δ directly;
 - it updates the flat parameter vector θ at once: S := β S + c·Δ + c·λ·Θ (weights only), Θ := Θ − S;
 - it holds a batch's a^(l) and δ^(l) with examples as columns, (s_l, m), the lecture's layout, whose
-  products BLAS runs faster (``nncli.layers``); the rows of X are gathered as they are and read
+  products BLAS runs faster (``nncli.model.layers``); the rows of X are gathered as they are and read
   transposed.
 
 A step of many rows is cut into chunks of at most ``CHUNK_ROWS`` consecutive rows, so that a chunk's
@@ -24,13 +24,13 @@ Buffers are allocated once per batch size and reused. The result equals the stra
 rounding (the tests hold them to 1e-12 in float64); it is deterministic for a given number of cores.
 
 On the ``compiled`` engine (``nncli.engines``) a step is one compiled call where it can be: of
-``nncli.compiled.step`` (its products written as loops) up to ``LOOPS_MAX_WORK`` multiply-adds per product
-pass; of ``nncli.blas_step``'s step, which calls BLAS's gemm for its products, up to
+``nncli.engines.compiled.loops.step`` (its products written as loops) up to ``LOOPS_MAX_WORK`` multiply-adds
+per product pass; of ``nncli.engines.compiled.blas``'s step, which calls BLAS's gemm for its products, up to
 ``COMPILED_MAX_WORK`` on one thread, and above it, for fewer than ``MIN_ROWS_TO_SPLIT`` rows, shared among
-numba's threads by units (where that module can run; where it cannot, ``nncli.compiled.step`` still
-takes the steps up to ``COMPILED_MAX_WORK``). Any other step keeps this path's BLAS products, and
+numba's threads by units (where that module can run; where it cannot, ``nncli.engines.compiled.loops.step``
+still takes the steps up to ``COMPILED_MAX_WORK``). Any other step keeps this path's BLAS products, and
 everything else it does (gathering the batch, the units, the momentum update) goes through
-``nncli.compiled.CompiledPasses``, one compiled pass each, instead of ``NumpyPasses``.
+``nncli.engines.compiled.loops.CompiledPasses``, one compiled pass each, instead of ``NumpyPasses``.
 """
 
 from __future__ import annotations
@@ -43,14 +43,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nncli import engines, example_step
 from nncli.cores import available_cores, blas_controller
-from nncli.network import Network
+from nncli.engines import example_step
+from nncli.engines import registry as engines
+from nncli.model.network import Network
 
-# Steps by their multiply-adds per product pass (m × the number of weights), on the compiled engine: at
-# most LOOPS_MAX_WORK, the products are ``nncli.compiled``'s loops (BLAS's call costs more than their
-# arithmetic); at most COMPILED_MAX_WORK, BLAS's gemm on one thread (``nncli.blas_step``); above it, a
-# mini-batch's step is shared among the cores.
+# Steps by their multiply-adds per product pass (m × the number of weights), on the compiled engine: at most
+# LOOPS_MAX_WORK, the products are ``nncli.engines.compiled``'s loops (BLAS's call costs more than their
+# arithmetic); at most COMPILED_MAX_WORK, BLAS's gemm on one thread (``nncli.engines.compiled.blas``); above
+# it, a mini-batch's step is shared among the cores.
 LOOPS_MAX_WORK = 1 << 13
 COMPILED_MAX_WORK = 1 << 20
 CHUNK_ROWS = 2048
@@ -147,9 +148,9 @@ class _Worker:
 
 class NumpyPasses:
     """Everything of a step but its products, through NumPy calls, in place: gathering a batch, the hidden
-    and output units (``nncli.activations``, ``nncli.losses``) and the momentum update.
-    ``nncli.compiled.CompiledPasses`` offers the same methods, each one compiled pass. a^(l), δ^(l) and
-    the batch's Y hold one column per example."""
+    and output units (``nncli.model.activations``, ``nncli.model.losses``) and the momentum update.
+    ``nncli.engines.compiled.loops.CompiledPasses`` offers the same methods, each one compiled pass. a^(l),
+    δ^(l) and the batch's Y hold one column per example."""
 
     def __init__(self, net: Network) -> None:
         self.hidden, self.output = net.hidden, net.output
@@ -217,7 +218,7 @@ class _Layout:
     workers: list[_Worker]
     ranges: list[_Range]
     example: example_step.ExampleBackprop | None = None
-    compiled: object | None = None  # nncli.compiled.CompiledStep: the whole step in one call
+    compiled: object | None = None  # nncli.engines.compiled.loops.CompiledStep: the whole step in one call
 
 
 class FastStep:
@@ -245,7 +246,7 @@ class FastStep:
         self._layouts: dict[int, _Layout] = {}
         self._beta = net.dtype.type(beta)  # scalars in θ's dtype: NumPy converts a Python float on every call
         self._pool: ThreadPoolExecutor | None = None
-        # nncli.compiled for the compiled engine (see nncli.engines), None for NumPy calls only
+        # nncli.engines.compiled for the compiled engine (see nncli.engines), None for NumPy calls only
         self._kernels = engines.required_kernels() if engine == "compiled" else None
         compiled_passes = self._kernels is not None and self._kernels.knows_units(net)
         self._passes = self._kernels.CompiledPasses(net) if compiled_passes else NumpyPasses(net)
@@ -343,7 +344,7 @@ class FastStep:
 
     def _compiled_step(self, m: int, c: np.floating, decay_rate: np.floating):
         """The compiled step for m rows (one call per step), or None where such steps keep this module's
-        path: the loops of ``nncli.compiled`` for the smallest steps, ``nncli.blas_step`` (on one thread
+        path: the compiled loops for the smallest steps, ``nncli.engines.compiled.blas`` (on one thread
         up to ``COMPILED_MAX_WORK``, shared among the cores above it) for mini-batches, the loops again
         where BLAS's gemm cannot be called directly."""
         work = m * self.net.n_regularized
@@ -378,8 +379,8 @@ class FastStep:
         return loss, metric_sum
 
     def _backprop_chunk(self, chunk: _Chunk, X, Y, rows, c: np.floating) -> tuple[float, float]:
-        """FP and BP of one chunk, examples as columns (``nncli.layers``): a^(1) is the chunk's rows of X
-        seen transposed, and c·Δ goes into the chunk's gradient arrays."""
+        """FP and BP of one chunk, examples as columns (``nncli.model.layers``): a^(1) is the chunk's rows of
+        X seen transposed, and c·Δ goes into the chunk's gradient arrays."""
         net = self.net
         span = chunk.span
         Y_batch = chunk.Y

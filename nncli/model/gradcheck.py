@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nncli.network import Network
+from nncli.model.network import Network
 
 DEFAULT_EPSILON = 1e-4
 DEFAULT_TOLERANCE = 1e-7

@@ -1,9 +1,9 @@
 """The compiled step that calls BLAS for its products: on one thread, or shared among threads by units.
 
-``nncli.compiled.step`` writes its products as loops, which run at about half BLAS's speed once a step has
-more than a few thousand multiply-adds. Here the step is one numba function whose products are calls of
-BLAS's gemm and whose everything else (bias, units, g′, the momentum update) is ``nncli.compiled``'s
-loops, with no NumPy call between them.
+``nncli.engines.compiled.loops.step`` writes its products as loops, which run at about half BLAS's speed
+once a step has more than a few thousand multiply-adds. Here the step is one numba function whose products
+are calls of BLAS's gemm and whose everything else (bias, units, g′, the momentum update) is compiled
+loops (``units``), with no NumPy call between them.
 
 On several cores, BLAS spreads one product over them, but everything between two products runs on one
 core while the others wait, and each product ends in a wait for the slowest thread. So ``step``'s
@@ -21,16 +21,16 @@ all the units):
 - update:   S := S + c·λ·W (weights only), W := W − S, Σ W² on the way (the L2 term of J), rows U_t of
   layer l, in the next parallel loop (the backward loop still reads all of W^(l)).
 
-So the only single-threaded work is the output units, and a thread's part of W^(l) and S stays in its
-core's cache from its gradient to its update. Each thread's BLAS calls run on that thread (``nncli.step``
-holds BLAS to one thread of its own while a run lasts). The formulas are those of ``nncli.step``, with
-c = α(1 − β)/m, S = α V; the tests hold the result to the straightforward step's within 1e-12 in
-float64. It is deterministic for a given number of threads.
+So the only single-threaded work is the output units, and a thread's part of W^(l) and S stays in its core's
+cache from its gradient to its update. Each thread's BLAS calls run on that thread
+(``nncli.engines.numpy_engine`` holds BLAS to one thread of its own while a run lasts). The formulas are those
+of ``nncli.engines.numpy_engine``, with c = α(1 − β)/m, S = α V; the tests hold the result to the
+straightforward step's within 1e-12 in float64. It is deterministic for a given number of threads.
 
 BLAS is called directly, as ``cblas_?gemm`` of the OpenBLAS that NumPy loaded (64-bit integers), found by
-name: elsewhere (another BLAS, or NumPy built against a 32-bit one) ``available`` is False and the step
-keeps ``nncli.compiled``'s loops or ``nncli.step``'s path. A process forked from one that has run the
-threaded step runs the serial one only (GNU OpenMP's threads do not survive a fork).
+name: elsewhere (another BLAS, or NumPy built against a 32-bit one) ``available`` is False and the step keeps
+``nncli.engines.compiled``'s loops or ``nncli.engines.numpy_engine``'s path. A process forked from one that
+has run the threaded step runs the serial one only (GNU OpenMP's threads do not survive a fork).
 """
 
 from __future__ import annotations
@@ -46,7 +46,10 @@ import numba
 import numpy as np
 from numba import prange, types
 
-from nncli import compiled
+from nncli.engines.compiled.jit import fast, threaded
+from nncli.engines.compiled.loops import batch_rows, parameter_starts
+from nncli.engines.compiled.products import gather_columns, gather_rows
+from nncli.engines.compiled.units import activate, output_and_delta, scale_by_g_prime, unit_codes
 
 # The CBLAS calls of OpenBLAS's 64-bit-integer builds, as NumPy's wheels name them (scipy-openblas) and as
 # plain builds do.
@@ -135,10 +138,7 @@ def available(threads: int = 1) -> bool:
     return _gemm_found() and (threads == 1 or (not _forked and threads_usable()))
 
 
-_threaded = numba.njit(
-    cache=True, nogil=True, parallel=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"}
-)
-_serial = numba.njit(cache=True, nogil=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
+_threaded, _serial = threaded, fast
 
 
 @_serial
@@ -235,8 +235,8 @@ def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes
     for t in prange(threads):  # the batch's rows
         lo, hi = shares[0, t], shares[0, t + 1]
         if rows.size:
-            compiled._gather_rows(X, rows[lo:hi], X_rows[lo:hi])
-            compiled._gather_columns(Y, rows[lo:hi], Y_batch[:, lo:hi])
+            gather_rows(X, rows[lo:hi], X_rows[lo:hi])
+            gather_columns(Y, rows[lo:hi], Y_batch[:, lo:hi])
         else:
             X_rows[lo:hi] = X[start + lo : start + hi]
             Y_batch[:, lo:hi] = Y[start + lo : start + hi].T
@@ -256,12 +256,12 @@ def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes
                       a.ctypes.data, m, 0.0, z[lo:hi], m)  # fmt: skip
             _add_bias(z[lo:hi], theta[b_at + lo : b_at + hi])
             if level < layers - 1:
-                compiled._activate(z[lo:hi], hidden)
+                activate(z[lo:hi], hidden)
 
     a_out = _view(work, places[layers], K, m)
     delta_out = _view(work, places[layers + 2 + layers - 1], K, m)
     columns = (1, K, m)  # (K, m) as the kernel's (groups, K, inner)
-    loss = compiled._output_and_delta(
+    loss = output_and_delta(
         a_out.reshape(columns), Y_batch.reshape(columns), delta_out.reshape(columns), c, output
     )
 
@@ -287,7 +287,7 @@ def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes
                 v_lo, v_hi = shares[level, t], shares[level, t + 1]
                 _gemm(_TRANS, _NO_TRANS, v_hi - v_lo, m, s_out, _address(theta, w_at + v_lo), s_in,
                       delta.ctypes.data, m, 0.0, below[v_lo:v_hi], m)  # fmt: skip
-                compiled._scale_by_g_prime(below[v_lo:v_hi], a[v_lo:v_hi], hidden)
+                scale_by_g_prime(below[v_lo:v_hi], a[v_lo:v_hi], hidden)
             else:
                 part += _update_rows(theta, S, offsets, sizes, 0, shares, t, decay)
             if level < layers - 1:
@@ -322,18 +322,18 @@ class BlasStep:
     def __init__(self, net, m: int, S: np.ndarray, c, beta, decay, threads: int) -> None:
         threads = min(threads, numba.get_num_threads())
         if not available(threads):  # the gemm symbols must be known to the linker before a step is loaded
-            raise RuntimeError("nncli.blas_step cannot run in this process (see nncli.blas_step.available)")
+            raise RuntimeError("BlasStep cannot run in this process (see ``available``)")
         self.net, self.S = net, S
         self.kernel = step if threads > 1 else serial_step
         sizes = net.layer_sizes
         layers = len(sizes) - 1
         self.sizes = np.array([m, *sizes], dtype=np.int64)
-        self.offsets = np.array(compiled.parameter_starts(net), dtype=np.int64)
+        self.offsets = np.array(parameter_starts(net), dtype=np.int64)
         lengths = [*(m * s for s in sizes), m * sizes[-1], *(m * s for s in sizes[1:])]
         self.places = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
         self.work = np.zeros(sum(lengths), dtype=net.dtype)
         self.hyper = np.array([c, beta, decay], dtype=net.dtype)
-        self.codes = compiled.unit_codes(net)
+        self.codes = unit_codes(net)
         self.shares = np.stack([_cuts(m, threads), *(_cuts(s, threads) for s in sizes[1:])])
         K = sizes[-1]
         out_at, y_at = self.places[layers], self.places[layers + 1]
@@ -342,7 +342,7 @@ class BlasStep:
 
     def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
         """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
-        index, start = compiled.batch_rows(rows)
+        index, start = batch_rows(rows)
         return self.kernel(
             X, Y, index, start, self.net.theta, self.S, self.work,
             self.sizes, self.offsets, self.places, self.hyper, self.codes, self.shares,

@@ -10,7 +10,7 @@ import io
 from pathlib import Path
 
 from nncli.errors import NncliError
-from nncli.files import atomic_write
+from nncli.io.files import atomic_write
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
 XLABEL, YLABEL = "iteration", "J(Θ)"

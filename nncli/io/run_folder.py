@@ -5,7 +5,7 @@
   dies, so the lock of a killed run is simply taken over. Creating the lock file is also the check that
   the folder can be written, before the first step.
 - **Leftovers.** Temporary files of the run's own naming (``.model.npz.<random>.tmp`` and the like, see
-  ``nncli.files``) that a killed run left are removed when the next run takes the lock.
+  ``nncli.io.files``) that a killed run left are removed when the next run takes the lock.
 - **All or nothing.** ``--overwrite`` writes the new run's files into ``.nncli-replacement/`` inside the
   folder; only when its first complete set (model, history, checkpoint) exists are they moved over the
   earlier run's, so a failure before that (a full disk, a kill) leaves the earlier run as it was.
@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from nncli.errors import NncliError
-from nncli.files import remove_stale_temporaries
+from nncli.io.files import remove_stale_temporaries
 
 LOCK_FILE = ".nncli.lock"
 REPLACEMENT_FOLDER = ".nncli-replacement"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nncli.activations import sigmoid, sigmoid_inplace, sigmoid_into
+from nncli.model.activations import sigmoid, sigmoid_inplace, sigmoid_into
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Forward and back propagation of one example (a stochastic step), with vectors.
 
 With m = 1 the arithmetic is tiny and a step costs what its NumPy calls cost, so this path makes fewer and
-cheaper ones than the general, row-matrix path of ``nncli.step``:
+cheaper ones than the general, row-matrix path of ``nncli.engines.numpy_engine``:
 
 - a^(l), z^(l+1) and δ^(l+1) are vectors: no broadcasting; z^(l+1) = Θ^(l) a^(l) is a matrix–vector product
   on W as it is stored (no transposed view);
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nncli.layers import Dense
-from nncli.network import Network
+from nncli.model.layers import Dense
+from nncli.model.network import Network
 
 
 def serves(net: Network) -> bool:

@@ -1,14 +1,14 @@
 """Which implementation runs the training step: NumPy calls, or the step compiled by numba.
 
-- ``numpy``: every step is a few dozen NumPy calls (``nncli.step``). No compiler is loaded.
+- ``numpy``: every step is a few dozen NumPy calls (``nncli.engines.numpy_engine``). No compiler is loaded.
 - ``compiled``: numba's kernels. A step of m × weights ≤ ``LOOPS_MAX_WORK`` is one call of plain loops
-  (``nncli.compiled``); one of m × weights ≤ ``COMPILED_MAX_WORK`` is one call that gets its products
-  from BLAS's gemm on one thread (``nncli.blas_step.serial_step``). A larger mini-batch on several cores
-  is one call too, its work shared among numba's threads by units, each thread calling gemm for its
-  share of the products (``nncli.blas_step.step``). Any other large step keeps NumPy's BLAS calls for
-  its products and runs its momentum update as one fused pass.
-  Loading numba costs a process about 0.7 s (its import and LLVM's start-up), and more on the first run,
-  which compiles the kernels and caches them on disk.
+  (``nncli.engines.compiled``); one of m × weights ≤ ``COMPILED_MAX_WORK`` is one call that gets its products
+  from BLAS's gemm on one thread (``nncli.engines.compiled.blas.serial_step``). A larger mini-batch on several
+  cores is one call too, its work shared among numba's threads by units, each thread calling gemm for its
+  share of the products (``nncli.engines.compiled.blas.step``). Any other large step keeps NumPy's BLAS calls
+  for its products and runs its momentum update as one fused pass. Loading numba costs a process about 0.7 s
+  (its import and LLVM's start-up), and more on the first run, which compiles the kernels and caches them on
+  disk.
 - ``auto``: ``compiled`` when numba can be imported and the run would take at least ``AUTO_MIN_SECONDS``
   on the ``numpy`` engine, by the estimate below, so that the load pays for itself; ``numpy`` otherwise.
 
@@ -37,27 +37,27 @@ FLOPS = 20e9
 
 @functools.cache
 def kernels():
-    """``nncli.compiled``, or None where numba cannot be imported or cannot cache its kernels (imported
-    on first need: numba takes half a second to import)."""
+    """``nncli.engines.compiled.loops``, or None where numba cannot be imported or cannot cache its kernels
+    (imported on first need: numba takes half a second to import)."""
     try:
-        from nncli import compiled
+        from nncli.engines.compiled import loops as compiled
     except (ImportError, RuntimeError):  # RuntimeError: numba found no folder to cache into
         return None
     return compiled if compiled.usable() else None
 
 
 def blas_kernels(threads: int = 1):
-    """``nncli.blas_step`` where ``kernels`` is available and its step can run on ``threads`` threads
-    (``nncli.blas_step.available``), else None."""
+    """``nncli.engines.compiled.blas`` where ``kernels`` is available and its step can run on ``threads``
+    threads (``nncli.engines.compiled.blas.available``), else None."""
     if kernels() is None:
         return None
-    from nncli import blas_step
+    from nncli.engines.compiled import blas
 
-    return blas_step if blas_step.available(threads) else None
+    return blas if blas.available(threads) else None
 
 
 def required_kernels():
-    """``nncli.compiled``, or a NncliError saying how to get numba."""
+    """``nncli.engines.compiled``, or a NncliError saying how to get numba."""
     module = kernels()
     if module is None:
         raise NncliError(

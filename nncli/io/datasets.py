@@ -28,8 +28,8 @@ import pandas as pd
 
 from nncli.cores import available_cores
 from nncli.errors import DataError, shown
-from nncli.line_ranges import line_ranges, open_range
-from nncli.metrics import predicted_classes
+from nncli.io.line_ranges import line_ranges, open_range
+from nncli.model.metrics import predicted_classes
 
 MIN_ROWS = 2
 # A whole-number target with more classes than this share of the rows is most likely a number to predict.
@@ -633,7 +633,7 @@ def _read_training_rows(source: CsvSource, columns: list[str], features: list[st
     """(X (m, n) float64, targets, labels): for classification, targets are indices into ``labels``
     (in order of first appearance); for regression, the target values and no labels.
 
-    A large file is read one range of lines per core at once (``nncli.line_ranges``); if a range finds
+    A large file is read one range of lines per core at once (``nncli.io.line_ranges``); if a range finds
     anything wrong, the file is read again as one stream, whose error names the line."""
     ranges = line_ranges(source.path, available_cores(), source.encoding)
     # At least the number of data rows: the ranges have counted the line breaks after the header already.

@@ -24,12 +24,12 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from nncli import engines
+from nncli.engines import registry as engines
+from nncli.engines.numpy_engine import FastStep
 from nncli.errors import NncliError, lookup, shown
-from nncli.metrics import Metric
-from nncli.network import Network
-from nncli.optim import BATCH_MODES, epoch_batches
-from nncli.step import FastStep
+from nncli.model.metrics import Metric
+from nncli.model.network import Network
+from nncli.optim.batches import BATCH_MODES, epoch_batches
 
 COMPLETED, EARLY_STOPPING, DIVERGED, INTERRUPTED = "completed", "early_stopping", "diverged", "interrupted"
 

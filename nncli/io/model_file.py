@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nncli.activations import ACTIVATIONS
 from nncli.errors import ModelFileError, shown
-from nncli.files import atomic_write
-from nncli.losses import OUTPUTS
+from nncli.io.files import atomic_write
+from nncli.model.activations import ACTIVATIONS
+from nncli.model.losses import OUTPUTS
 
 FORMAT = "nncli-model"
 CHECKPOINT_FORMAT = "nncli-checkpoint"

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nncli.activations import ACTIVATIONS, Activation
 from nncli.cores import blas_controller
 from nncli.errors import NncliError, lookup
-from nncli.initializers import INITIALIZERS, RELU_BIAS, initial_bias
-from nncli.layers import Dense
-from nncli.losses import OUTPUTS, OutputLoss
+from nncli.model.activations import ACTIVATIONS, Activation
+from nncli.model.initializers import INITIALIZERS, RELU_BIAS, initial_bias
+from nncli.model.layers import Dense
+from nncli.model.losses import OUTPUTS, OutputLoss
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
 

@@ -1,0 +1,176 @@
+"""The whole training step compiled as one function, for steps too small to pay for NumPy's calls.
+
+A step of a few rows through a small network is a few hundred thousand multiply-adds; the NumPy path
+spends more on its two dozen calls (each a few microseconds, however small its arrays) than on the
+arithmetic. ``step`` runs FP, BP and the update as one call, with the kernels of ``units``, ``products``
+and ``updates``: δ^(L) = c·(a^(L) − y), c = α(1 − β)/m, so the gradient buffer receives c·Δ, and the
+momentum update S := β S + c·Δ + c·λ·Θ (weights only), Θ := Θ − S.
+
+``CompiledStep`` drives ``step`` for one batch size; ``CompiledPasses`` serves the larger steps of
+``nncli.engines.numpy_engine.FastStep`` that keep BLAS for their products. This package imports numba;
+``nncli.engines.registry`` imports it only for the ``compiled`` engine.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from nncli.engines import example_step
+from nncli.engines.compiled.jit import fast
+from nncli.engines.compiled.products import forward, gather_columns, gather_rows, gradient, propagate
+from nncli.engines.compiled.units import (
+    HIDDEN_CODES,
+    OUTPUT_CODES,
+    activate,
+    knows_units,
+    output_and_delta,
+    scale_by_g_prime,
+    unit_codes,
+)
+from nncli.engines.compiled.updates import momentum_update
+
+
+@fast
+def step(X, Y, rows, start, theta, S, G, work, sizes, offsets, hyper, codes):
+    """One step on m = ``work``'s batch rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
+
+    ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ, then the
+    number of regularized entries; ``hyper`` = (c, β, c·λ); ``codes`` = (hidden, output). ``work`` holds,
+    packed for this m: the gathered X rows a^(1), a^(2) … a^(L+1), the gathered Y rows, δ^(2) … δ^(L+1).
+    Returns (loss summed over the rows, Σ Θ² of the weights before the update).
+    """
+    m, layers = sizes[0], sizes.size - 2
+    c, beta, decay = hyper[0], hyper[1], hyper[2]
+    hidden, output = codes[0], codes[1]
+    n_weights = offsets[2 * layers]
+
+    # views of work, laid out as above
+    position = 0
+    activations = []
+    for level in range(layers + 1):
+        activations.append(work[position : position + m * sizes[level + 1]].reshape((m, sizes[level + 1])))
+        position += m * sizes[level + 1]
+    K = sizes[layers + 1]
+    Y_batch = work[position : position + m * K].reshape((m, K))
+    position += m * K
+    deltas = []
+    for level in range(layers):
+        deltas.append(work[position : position + m * sizes[level + 2]].reshape((m, sizes[level + 2])))
+        position += m * sizes[level + 2]
+
+    # the batch's rows
+    if rows.size:
+        gather_rows(X, rows, activations[0])
+        gather_rows(Y, rows, Y_batch)
+    else:
+        activations[0][:] = X[start : start + m]
+        Y_batch[:] = Y[start : start + m]
+
+    # FP
+    for level in range(layers):
+        s_in, s_out = sizes[level + 1], sizes[level + 2]
+        W = theta[offsets[2 * level] : offsets[2 * level] + s_out * s_in].reshape((s_out, s_in))
+        b = theta[offsets[2 * level + 1] : offsets[2 * level + 1] + s_out]
+        forward(activations[level], W, b, activations[level + 1])
+        if level < layers - 1:
+            activate(activations[level + 1], hidden)
+    as_rows = (m, sizes[layers + 1], 1)  # examples as rows, in the (groups, K, inner) of the kernel
+    loss = output_and_delta(
+        activations[layers].reshape(as_rows),
+        Y_batch.reshape(as_rows),
+        deltas[layers - 1].reshape(as_rows),
+        c,
+        output,
+    )
+
+    # BP, the gradient c·Δ into G
+    for level in range(layers - 1, -1, -1):
+        s_in, s_out = sizes[level + 1], sizes[level + 2]
+        w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
+        grad_W = G[w_at : w_at + s_out * s_in].reshape((s_out, s_in))
+        gradient(deltas[level], activations[level], grad_W, G[b_at : b_at + s_out])
+        if level > 0:
+            W = theta[w_at : w_at + s_out * s_in].reshape((s_out, s_in))
+            propagate(deltas[level], W, deltas[level - 1])
+            scale_by_g_prime(deltas[level - 1], activations[level], hidden)
+
+    squares = momentum_update(S, theta, G, n_weights, beta, decay)
+    return loss, squares
+
+
+def parameter_starts(net) -> list[int]:
+    """Where W^(1), b^(1), …, W^(L), b^(L) start in θ."""
+    return [net.slices[(id(layer), index)].start for layer in net.layers for index in range(2)]
+
+
+_NO_ROWS = np.empty(0, dtype=np.int64)
+
+
+def batch_rows(rows) -> tuple[np.ndarray, int]:
+    """A step's rows as the kernels take them: (index array, 0), or (no index, start) for a slice."""
+    return (_NO_ROWS, rows.start) if rows.__class__ is slice else (rows, 0)
+
+
+class CompiledStep:
+    """Steps of m rows on ``net`` through ``step``: the network's shape, offsets and codes, and the work
+    buffer, made once. ``run`` updates θ and S in place, and leaves a^(L) and the batch's Y rows in
+    ``outputs`` and ``targets`` for a metric."""
+
+    def __init__(self, net, m: int, S: np.ndarray, gradient: np.ndarray, c, beta, decay) -> None:
+        self.net, self.S, self.gradient = net, S, gradient
+        sizes = net.layer_sizes
+        self.sizes = np.array([m, *sizes], dtype=np.int64)
+        self.offsets = np.array([*parameter_starts(net), net.n_regularized], dtype=np.int64)
+        self.hyper = np.array([c, beta, decay], dtype=net.dtype)
+        self.codes = unit_codes(net)
+        rows_of_work = sum(sizes) + sizes[-1] + sum(sizes[1:])
+        self.work = np.zeros(m * rows_of_work, dtype=net.dtype)
+        K, at = sizes[-1], m * sum(sizes[:-1])
+        self.outputs = self.work[at : at + m * K].reshape(m, K)
+        self.targets = self.work[at + m * K : at + 2 * m * K].reshape(m, K)
+
+    def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
+        """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
+        index, start = batch_rows(rows)
+        return step(
+            X, Y, index, start, self.net.theta, self.S, self.gradient, self.work,
+            self.sizes, self.offsets, self.hyper, self.codes,
+        )  # fmt: skip
+
+
+class CompiledPasses:
+    """Everything but the products of the steps that keep BLAS for them, through this module's kernels:
+    the same methods as ``nncli.engines.numpy_engine.NumpyPasses``, one pass each."""
+
+    def __init__(self, net) -> None:
+        self.hidden, self.output = HIDDEN_CODES[net.hidden.name], OUTPUT_CODES[net.output.name]
+
+    def gather(self, X: np.ndarray, Y: np.ndarray, rows: np.ndarray, X_rows: np.ndarray, Y_columns) -> None:
+        gather_rows(X, rows, X_rows)
+        gather_columns(Y, rows, Y_columns)
+
+    def activate(self, z: np.ndarray, scratch: np.ndarray) -> None:
+        activate(z, self.hidden)
+
+    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
+        scale_by_g_prime(delta, a, self.hidden)
+
+    def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c) -> float:
+        columns = (1, *z.shape)  # (K, m) as the kernel's (groups, K, inner)
+        return output_and_delta(
+            z.reshape(columns), Y.reshape(columns), delta.reshape(columns), c, self.output
+        )
+
+    def momentum_update(self, S, theta, G, n_weights: int, beta, decay, scratch) -> float:
+        return momentum_update(S, theta, G, n_weights, beta, decay)
+
+
+def usable() -> bool:
+    """False when numba runs as plain Python (NUMBA_DISABLE_JIT=1), far slower than NumPy."""
+    return not numba.config.DISABLE_JIT
+
+
+def serves(net) -> bool:
+    """Whether ``step`` can train ``net``: fully connected layers and units it knows."""
+    return example_step.serves(net) and knows_units(net)

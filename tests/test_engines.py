@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-import nncli.engines.numpy_engine
 from nncli import Network, train
 from nncli.cli import main
 from nncli.engines import registry as engines
 from nncli.engines.compiled import loops as compiled
 from nncli.engines.compiled import units
-from nncli.engines.numpy_engine import FastStep
+from nncli.engines.registry import Stepper
 from nncli.errors import NncliError
 from nncli.model.losses import OUTPUTS
+from nncli.optim.optimizers import make_optimizer
 from nncli.training.loop import Trainer
 
 CONFIG = """data: {path: small.csv, target: label}
@@ -68,36 +68,42 @@ def test_an_unknown_engine_is_named_with_the_choices():
         train(Network([4, 5, 3], seed=0), X, Y, engine="fast")
 
 
-def test_the_compiled_engine_picks_the_loops_blas_step_threads_or_numpy_calls_by_the_work(monkeypatch):
-    """By m × weights: the loops, then BLAS's gemm on one thread, then shared among the cores for fewer
-    than MIN_ROWS_TO_SPLIT rows, NumPy's calls for more; the loops again where gemm is not found."""
-    X, Y = problem()
-    net = Network([4, 5, 3], seed=0)
-    work = net.n_regularized
-    monkeypatch.setattr(nncli.engines.numpy_engine, "LOOPS_MAX_WORK", 8 * work)
-    monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 9 * work)
-    monkeypatch.setattr(nncli.engines.numpy_engine, "MIN_ROWS_TO_SPLIT", 11)
+def chosen(sizes, m, engine="compiled", cores=2, optimizer="momentum", clip_norm=None) -> str:
+    net = Network(sizes, seed=0)
+    step = Stepper(
+        net, make_optimizer(optimizer, net.theta.size, net.dtype), 0.01, None, engine, clip_norm, cores
+    )
+    return step.choose(m).name
 
-    def kinds(cores: int) -> list[str]:
-        step = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="compiled", cores=cores)
-        found = []
-        for m in (8, 9, 10, 11):
-            step.take(X, Y, np.arange(m))
-            chosen = step._layouts[m].compiled
-            found.append(getattr(chosen, "kernel", chosen.__class__).__name__)
-        step.close()
-        return found
 
+def test_the_registry_picks_a_path_by_engine_optimizer_clipping_and_the_work():
+    """By m × weights on the compiled engine: the loops, then BLAS's gemm on one thread, then shared among
+    the cores for fewer than MIN_ROWS_TO_SPLIT rows, the chunked path for more; the example path for one
+    row on the numpy engine, and the chunked path for whatever no faster path runs."""
+    small, wide = [4, 5, 3], [100, 1200, 10]  # 35 and 132,000 weights
+    assert chosen(small, 8) == "compiled-loops"  # work 280
     blas = engines.blas_kernels(1) is not None
-    on_one = ["serial_step", "serial_step"] if blas else ["CompiledStep", "NoneType"]
-    assert kinds(1) == ["CompiledStep", *on_one, "NoneType"]
-    if engines.blas_kernels(2) is not None:
-        assert kinds(2) == ["CompiledStep", "serial_step", "step", "NoneType"]
-    monkeypatch.setattr(engines, "blas_kernels", lambda threads=1: None)
-    assert kinds(2) == ["CompiledStep", "CompiledStep", "NoneType", "NoneType"]
-    numpy_step = FastStep(Network([4, 5, 3], seed=0), 0.1, 0.01, 0.9, engine="numpy")
-    numpy_step.take(X, Y, np.arange(8))
-    assert numpy_step._layouts[8].compiled is None and numpy_step._kernels is None
+    assert chosen(small, 300) == ("compiled-blas" if blas else "compiled-loops")  # work 10,500
+    threaded = engines.blas_kernels(2) is not None
+    assert chosen(wide, 16) == ("compiled-blas-threaded" if threaded else "chunked")  # work 2.1 M
+    assert chosen(wide, 16, cores=1) == "chunked"
+    assert chosen(wide, 1024) == "chunked"  # BLAS's threads share a step of many rows
+    assert chosen(small, 1, engine="numpy") == "example"
+    assert chosen(small, 8, engine="numpy") == "chunked"
+    assert chosen(small, 8, clip_norm=1.0) == "chunked"
+
+
+def test_a_forced_path_runs_where_it_can_and_is_refused_where_it_cannot():
+    net = Network([4, 5, 3], seed=0)
+    optimizer = make_optimizer("momentum", net.theta.size, net.dtype)
+    X, Y = problem()
+    step = Stepper(net, optimizer, 0.01, engine="compiled", path="compiled-loops")
+    step.take(X, Y, np.arange(30), 0.1)  # far past its cheapest range, and still right
+    assert step.paths == {30: "compiled-loops"}
+    with pytest.raises(NncliError, match="the step path 'example' cannot run steps of 8 rows here"):
+        Stepper(net, optimizer, 0.01, engine="numpy", path="example").take(X, Y, np.arange(8), 0.1)
+    with pytest.raises(NncliError, match="unknown step path 'fastest'"):
+        Stepper(net, optimizer, 0.01, path="fastest")
 
 
 @pytest.mark.parametrize("batch", ["batch", "mini-batch", "stochastic"])

@@ -1,84 +1,99 @@
-"""The training loop's fast path gives the same weights as the lecture's step written plainly."""
+"""Every step path of the registry gives the same weights as training written plainly, for every
+activation, output, optimizer and batch mode; and the paths' own particulars (examples, chunks, threads)."""
 
 import os
 
 import numpy as np
 import pytest
 from conftest import targets_for
+from reference_training import plain_train
 
-import nncli.engines.numpy_engine
 import nncli.engines.registry
 from nncli import Network, train
+from nncli.engines.registry import PATHS, StepContext
 from nncli.model.activations import ACTIVATIONS
 from nncli.model.losses import OUTPUTS
-from nncli.model.network import GradientSums
-from nncli.optim.batches import BATCH_MODES, Momentum, epoch_batches
-
-
-def straightforward_train(net, X, Y, alpha, lambda_, beta, batch, batch_size, epochs, seed):
-    """D = Δ/m + (λ/m)Θ from Network.backprop; V := βV + (1 − β)D; Θ := Θ − αV, with new arrays each step."""
-    rng = np.random.default_rng(seed)
-    momentum = Momentum(net.params, beta)
-    costs = []
-    for _ in range(epochs):
-        for rows in epoch_batches(len(X), BATCH_MODES[batch], batch_size, rng):
-            loss, grad_sums, _ = net.backprop(X[rows], Y[rows])
-            J, grads = net.finish(GradientSums(len(X[rows]), loss, grad_sums), lambda_)
-            momentum.step(net.params, grads, alpha)
-            costs.append(J)
-    return costs
-
+from nncli.optim.batches import BATCH_MODES, epoch_batches
+from nncli.optim.optimizers import OPTIMIZERS, make_optimizer
+from nncli.training.loop import Trainer
 
 NO_BLAS_STEP = "nncli.engines.compiled.blas cannot run here (no 64-bit OpenBLAS gemm)"
 NO_THREADED_STEP = "the BLAS step cannot share a step here (no 64-bit OpenBLAS gemm, or one numba thread)"
+ROUTES = [(path.name, engine) for path in PATHS for engine in ("numpy", "compiled")]
 
 
-@pytest.fixture(params=["numpy", "compiled", "compiled blas", "compiled update", "compiled threaded"])
-def engine(request, monkeypatch):
-    """Each engine of ``nncli.engines``, and each path of the compiled one: "compiled" takes these tests'
-    small steps in ``compiled.step``'s loops, "compiled blas" in ``blas_step``'s serial step, "compiled
-    update" keeps BLAS products in NumPy calls (and ``compiled.CompiledPasses`` for the rest), and
-    "compiled threaded" shares the steps among two threads (``blas_step.step``)."""
-    if request.param == "compiled blas":
-        if nncli.engines.registry.blas_kernels(1) is None:
-            pytest.skip(NO_BLAS_STEP)
-        monkeypatch.setattr(nncli.engines.numpy_engine, "LOOPS_MAX_WORK", 0)
-        return "compiled"
-    if request.param == "compiled update":
-        monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 0)
-        monkeypatch.setattr(nncli.engines.registry, "blas_kernels", lambda threads=1: None)
-        return "compiled"
-    if request.param == "compiled threaded":
-        if nncli.engines.registry.blas_kernels(2) is None:
-            pytest.skip(NO_THREADED_STEP)
-        monkeypatch.setattr(nncli.engines.numpy_engine, "LOOPS_MAX_WORK", 0)
-        monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 0)
-        monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: 2)
-        return "compiled"
-    return request.param
+def straightforward_train(net, X, Y, **settings):
+    return plain_train(net, X, Y, **settings)
+
+
+def batch_sizes(m: int, batch: str, batch_size: int) -> set[int]:
+    rows = epoch_batches(m, BATCH_MODES[batch], batch_size, np.random.default_rng(0))
+    return {len(range(m)[r]) if isinstance(r, slice) else len(r) for r in rows}
+
+
+def trained_on(path, engine, net, X, Y, cores=2, **settings):
+    """``net`` trained through ``path`` on ``engine`` (a pytest skip where the path cannot run every step
+    of the epoch here), and its history."""
+    epochs = settings.pop("epochs")
+    optimizer = make_optimizer(
+        settings.get("optimizer", "momentum"), net.theta.size, net.dtype, settings["beta"]
+    )
+    context = StepContext(net, optimizer, engine, settings.get("clip_norm"), cores)
+    route = next(p for p in PATHS if p.name == path)
+    sizes = batch_sizes(len(X), settings["batch"], settings["batch_size"])
+    if engine == "compiled" and nncli.engines.registry.kernels() is None:
+        pytest.skip("numba is not available")
+    if not all(route.runs(context, m) for m in sizes):
+        pytest.skip(f"{path} does not run these steps on the {engine} engine")
+    return Trainer(net, X, Y, engine=engine, path=path, cores=cores, **settings).run(epochs)
 
 
 @pytest.mark.parametrize("batch", sorted(BATCH_MODES))
-@pytest.mark.parametrize("lambda_", [0.0, 0.7])
-@pytest.mark.parametrize("output", sorted(OUTPUTS))
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_fast_training_equals_the_straightforward_step(activation, output, lambda_, batch, engine):
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize(("path", "engine"), ROUTES)
+def test_every_path_equals_plain_training_for_every_activation_and_output(path, engine, optimizer, batch):
     rng = np.random.default_rng(11)
-    X = rng.normal(size=(37, 5))
-    Y = targets_for(output, rng, 37, 3)
-    kwargs = dict(activation=activation, output=output, initializer="xavier", seed=4)
-    fast, plain = Network([5, 6, 4, 3], **kwargs), Network([5, 6, 4, 3], **kwargs)
-    settings = dict(alpha=0.05, lambda_=lambda_, beta=0.8, batch=batch, batch_size=8, epochs=3, seed=2)
-    history = train(fast, X, Y, **settings, engine=engine)
-    assert history.engine == engine
-    costs = straightforward_train(plain, X, Y, **settings)
-    for mine, theirs in zip(fast.params, plain.params, strict=True):
-        np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-12)
-    steps_per_epoch = len(costs) // 3
-    for record, epoch in zip(history, range(3), strict=True):
-        assert record.train_cost == pytest.approx(
-            np.mean(costs[epoch * steps_per_epoch : (epoch + 1) * steps_per_epoch]), rel=1e-12
-        )
+    X = rng.normal(size=(19, 5))
+    for activation in sorted(ACTIVATIONS):
+        for output in sorted(OUTPUTS):
+            Y = targets_for(output, rng, 19, 3)
+            kwargs = dict(activation=activation, output=output, initializer="xavier", seed=4)
+            fast, plain = Network([5, 6, 4, 3], **kwargs), Network([5, 6, 4, 3], **kwargs)
+            settings = dict(
+                alpha=0.05,
+                lambda_=0.7,
+                beta=0.8,
+                batch=batch,
+                batch_size=8,
+                epochs=2,
+                seed=2,
+                optimizer=optimizer,
+            )
+            history = trained_on(path, engine, fast, X, Y, **dict(settings))
+            costs = straightforward_train(plain, X, Y, **settings)
+            np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+            steps = len(costs) // 2
+            assert history[1].train_cost == pytest.approx(np.mean(costs[steps:]), rel=1e-12)
+
+
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+@pytest.mark.parametrize(("path", "engine"), ROUTES)
+def test_clipping_on_every_path_that_clips_equals_plain_training(path, engine, optimizer):
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(24, 4)), np.eye(3)[rng.integers(0, 3, 24)]
+    fast, plain = (Network([4, 6, 3], activation="tanh", seed=1) for _ in range(2))
+    settings = dict(alpha=0.5, lambda_=0.3, beta=0.9, batch="mini-batch", batch_size=8, epochs=3, seed=1)
+    settings.update(optimizer=optimizer, clip_norm=0.05)
+    trained_on(path, engine, fast, X, Y, **dict(settings))
+    straightforward_train(plain, X, Y, **settings)
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+
+
+@pytest.fixture(params=["numpy", "compiled"])
+def engine(request):
+    if request.param == "compiled" and nncli.engines.registry.kernels() is None:
+        pytest.skip("numba is not available")
+    return request.param
 
 
 def test_a_last_mini_batch_of_one_row_takes_the_example_path_and_equals_the_plain_step(engine):
@@ -165,35 +180,32 @@ def test_float32_trains_in_float32_end_to_end(engine):
 
 
 @pytest.mark.parametrize("cores", [1, 2, 3])
-def test_chunked_and_threaded_steps_equal_the_straightforward_step(monkeypatch, cores, engine):
-    monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: cores)
-    monkeypatch.setattr(nncli.engines.numpy_engine, "CHUNK_ROWS", 700)
+def test_chunked_and_threaded_steps_equal_the_straightforward_step(cores, engine):
     rng = np.random.default_rng(3)
-    X = rng.normal(size=(2500, 6))
-    Y = np.eye(3)[rng.integers(0, 3, 2500)]
+    X = rng.normal(size=(4500, 6))  # three chunks of rows, shared among the cores
+    Y = np.eye(3)[rng.integers(0, 3, 4500)]
     kwargs = dict(activation="tanh", output="softmax", seed=5)
-    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="batch", batch_size=1, epochs=4, seed=0)
+    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="batch", batch_size=1, seed=0)
     fast, again, plain = (Network([6, 9, 3], **kwargs) for _ in range(3))
-    train(fast, X, Y, **settings, engine=engine)
-    train(again, X, Y, **settings, engine=engine)
-    straightforward_train(plain, X, Y, **settings)
+    for net in (fast, again):
+        Trainer(net, X, Y, **settings, engine=engine, path="chunked", cores=cores).run(4)
+    straightforward_train(plain, X, Y, epochs=4, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
     assert fast.theta.tobytes() == again.theta.tobytes()  # deterministic for a given number of cores
 
 
 def _train_threaded(X, Y, queue=None):
     net = Network([6, 9, 3], activation="relu", seed=5)
-    train(net, X, Y, alpha=0.1, lambda_=0.5, beta=0.9, batch="batch", epochs=2)
+    Trainer(net, X, Y, alpha=0.1, lambda_=0.5, beta=0.9, batch="batch", engine="numpy", cores=2).run(2)
     if queue is not None:
         queue.put(net.theta.tobytes())
     return net.theta.tobytes()
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_process_trains_on_threads_of_its_own(monkeypatch):
+def test_a_forked_process_trains_on_threads_of_its_own():
     import multiprocessing
 
-    monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: 2)
     rng = np.random.default_rng(4)
     X = rng.normal(size=(3000, 6))
     Y = np.eye(3)[rng.integers(0, 3, 3000)]
@@ -248,16 +260,14 @@ def test_the_blas_step_shares_units_among_threads_and_equals_the_straightforward
     monkeypatch.setattr(
         blas_step.BlasStep, "run", lambda self, *a: kernels.append(self.kernel) or run(self, *a)
     )
-    monkeypatch.setattr(nncli.engines.numpy_engine, "LOOPS_MAX_WORK", 0)
-    monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 0 if threads > 1 else 1 << 20)
-    monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: 2)
     rng = np.random.default_rng(8)
     X = rng.normal(size=(90, 7)).astype(dtype)
     output = "sigmoid" if sizes[-1] == 1 else "softmax"
     Y = targets_for(output, rng, 90, sizes[-1]).astype(dtype)
     settings = dict(alpha=0.1, lambda_=0.4, beta=0.9, batch="mini-batch", batch_size=16, epochs=3, seed=6)
     fast, plain = (Network(sizes, activation="tanh", output=output, seed=2, dtype=dtype) for _ in range(2))
-    history = train(fast, X, Y, **settings, engine="compiled")
+    path = "compiled-blas-threaded" if threads > 1 else "compiled-blas"
+    history = trained_on(path, "compiled", fast, X, Y, **dict(settings))
     costs = straightforward_train(plain, X, Y, **settings)
     # every step of 16 rows and each last one of 10, on the kernel for that many threads
     assert kernels == [blas_step.step if threads > 1 else blas_step.serial_step] * (3 * 6)
@@ -273,9 +283,12 @@ def _train_wide(X, Y, queue=None):
     run = blas_step.BlasStep.run
     blas_step.BlasStep.run = lambda self, *a: kernels.add(self.kernel.__name__) or run(self, *a)
     net = Network([20, 30, 3], activation="relu", seed=5)
-    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="mini-batch", batch_size=64, epochs=2)
+    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="mini-batch", batch_size=64)
     try:
-        train(net, X, Y, **settings, engine="compiled")
+        # where the threaded path can run, force it; elsewhere (a forked child) let the registry choose
+        threaded = nncli.engines.registry.blas_kernels(2) is not None
+        path = "compiled-blas-threaded" if threaded else "compiled-blas"
+        Trainer(net, X, Y, **settings, engine="compiled", path=path, cores=2).run(2)
     finally:
         blas_step.BlasStep.run = run
     if queue is not None:
@@ -285,12 +298,10 @@ def _train_wide(X, Y, queue=None):
 
 @needs_threaded
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_process_forked_after_threaded_steps_trains_on_the_serial_step(monkeypatch):
+def test_a_process_forked_after_threaded_steps_trains_on_the_serial_step():
     """GNU OpenMP's threads do not survive a fork: the child takes the serial step, to the same weights."""
     import multiprocessing
 
-    monkeypatch.setattr(nncli.engines.numpy_engine, "COMPILED_MAX_WORK", 0)
-    monkeypatch.setattr(nncli.engines.numpy_engine, "available_cores", lambda: 2)
     rng = np.random.default_rng(4)
     X = rng.normal(size=(300, 20))
     Y = np.eye(3)[rng.integers(0, 3, 300)]

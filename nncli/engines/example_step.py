@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nncli.engines.numpy_engine import RangeUpdate, cost
 from nncli.model.layers import Dense
 from nncli.model.network import Network
+from nncli.optim.optimizers import Optimizer
 
 
 def serves(net: Network) -> bool:
@@ -98,3 +100,21 @@ class ExampleBackprop:
         first = layers[0]
         np.dot(first.delta_column, X[row : row + 1], out=first.grad_W)
         return loss, metric_sum
+
+
+class ExampleStep:
+    """Steps of one example: ``ExampleBackprop`` into one gradient vector, then the optimizer's update over
+    all of θ as one range."""
+
+    def __init__(
+        self, net: Network, optimizer: Optimizer, lambda_: float, metric, passes, gradient, clip_norm
+    ) -> None:
+        kappa = optimizer.gradient_scale
+        self.lambda_, self.decay = lambda_, kappa * lambda_
+        self.backprop = ExampleBackprop(net, gradient, net.dtype.type(kappa), metric)
+        self.update = RangeUpdate(net, optimizer, [gradient], passes, None, clip_norm)
+
+    def run(self, X: np.ndarray, Y: np.ndarray, rows, alpha: float) -> tuple[float, float]:
+        row = rows.start if rows.__class__ is slice else int(rows[0])
+        loss, metric_sum = self.backprop.run(X, Y, row)
+        return cost(loss, self.update.run(alpha, self.decay), self.lambda_, 1), metric_sum

@@ -1,25 +1,43 @@
-"""Which implementation runs the training step: NumPy calls, or the step compiled by numba.
+"""The one place that decides what runs a training step: the engine of a run, and the path of each step.
 
-- ``numpy``: every step is a few dozen NumPy calls (``nncli.engines.numpy_engine``). No compiler is loaded.
-- ``compiled``: numba's kernels. A step of m × weights ≤ ``LOOPS_MAX_WORK`` is one call of plain loops
-  (``nncli.engines.compiled``); one of m × weights ≤ ``COMPILED_MAX_WORK`` is one call that gets its products
-  from BLAS's gemm on one thread (``nncli.engines.compiled.blas.serial_step``). A larger mini-batch on several
-  cores is one call too, its work shared among numba's threads by units, each thread calling gemm for its
-  share of the products (``nncli.engines.compiled.blas.step``). Any other large step keeps NumPy's BLAS calls
-  for its products and runs its momentum update as one fused pass. Loading numba costs a process about 0.7 s
-  (its import and LLVM's start-up), and more on the first run, which compiles the kernels and caches them on
-  disk.
-- ``auto``: ``compiled`` when numba can be imported and the run would take at least ``AUTO_MIN_SECONDS``
-  on the ``numpy`` engine, by the estimate below, so that the load pays for itself; ``numpy`` otherwise.
+Engines (``training.engine``):
 
-The engines give the same weights up to rounding (the tests hold them to 1e-12 in float64). Each one
-is deterministic, so a run keeps the engine it started with when it is resumed.
+- ``numpy``: NumPy calls only; no compiler is loaded.
+- ``compiled``: numba's kernels (``nncli.engines.compiled``). Loading numba costs a process a fraction of a
+  second, and more on the first run, which compiles the kernels and caches them on disk.
+- ``auto``: ``compiled`` when numba can be imported and the run would take at least ``AUTO_MIN_SECONDS`` on
+  the ``numpy`` engine, by a rough estimate, so that the load pays for itself; ``numpy`` otherwise.
+
+Paths (``PATHS``): each declares what it can run — the engine, the layer stack and units, the optimizer,
+clipping — and where it is the cheapest, by the work m × weights of one product pass, the rows and the
+cores; a step takes the first path that can run it and is the cheapest there. ``Stepper(path=…)`` forces
+one path wherever it can run, so that tests hold every path to the general one:
+
+- ``compiled-loops``: the whole step as one compiled call whose products are loops; for steps so small that
+  a BLAS call costs more than its arithmetic (work ≤ ``LOOPS_MAX_WORK``), momentum, no clipping.
+- ``compiled-blas``: one compiled call whose products are BLAS's gemm on one thread, momentum folded into
+  the gradient's gemm; mid-sized steps (work ≤ ``COMPILED_MAX_WORK``), momentum, no clipping.
+- ``compiled-blas-threaded``: the same, its units shared among numba's threads, for larger mini-batches of
+  fewer than ``MIN_ROWS_TO_SPLIT`` rows on more than one core.
+- ``example``: one example a step (m = 1) with vectors, on the ``numpy`` engine.
+- ``chunked``: the general path (``nncli.engines.numpy_engine``): every network, optimizer, clipping and
+  batch size; BLAS products, the rest in NumPy calls or, on the ``compiled`` engine, one compiled pass each
+  (the optimizer's update fused where ``nncli.engines.compiled.updates`` has it).
+
+The paths give the same weights up to rounding (the tests hold each to the general path to 1e-12 in float64,
+for every activation, output, optimizer and batch mode). Each is deterministic for a given machine, so a run
+keeps the engine it started with when it is resumed.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import numpy as np
+
+from nncli.cores import available_cores
 from nncli.errors import NncliError, lookup
 
 ENGINES = {
@@ -81,3 +99,206 @@ def resolve(engine: str, n_weights: int, rows: int, steps: int, epochs: int) -> 
         long_enough = numpy_seconds(n_weights, rows, steps, epochs) >= AUTO_MIN_SECONDS
         return "compiled" if long_enough and kernels() is not None else "numpy"
     return engine
+
+
+# Steps by their work, m × the number of weights (the multiply-adds of one product pass).
+LOOPS_MAX_WORK = 1 << 13
+COMPILED_MAX_WORK = 1 << 20
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What a path looks at to say whether it serves a step of m rows."""
+
+    net: object
+    optimizer: object
+    engine: str  # numpy or compiled
+    clip_norm: float | None
+    cores: int
+
+    @property
+    def momentum_unclipped(self) -> bool:
+        return self.optimizer.name == "momentum" and self.clip_norm is None
+
+    def compiled_units(self) -> bool:
+        """The compiled engine, fully connected layers, and units the kernels know."""
+        return self.engine == "compiled" and kernels() is not None and kernels().serves(self.net)
+
+    def work(self, m: int) -> int:
+        return m * self.net.n_regularized
+
+
+@dataclass(frozen=True)
+class Path:
+    """A way to run steps: its name; ``runs``, whether it can run a step of m rows in a context at all (its
+    engine, layer stack, units, optimizer, clipping); ``cheapest``, whether it is the cheapest of the paths
+    that can (its cost, as the range of work where it wins); and ``build``, which makes the step."""
+
+    name: str
+    runs: Callable[[StepContext, int], bool]
+    cheapest: Callable[[StepContext, int], bool]
+    build: Callable  # (context, lambda_, metric, m, shared) -> an object with run(X, Y, rows, alpha)
+
+
+def _compiled_momentum(ctx: StepContext, m: int) -> bool:
+    return ctx.momentum_unclipped and ctx.compiled_units()
+
+
+def _blas_runs(threads: Callable[[StepContext], int]):
+    return lambda ctx, m: _compiled_momentum(ctx, m) and blas_kernels(threads(ctx)) is not None
+
+
+def _loops_cheapest(ctx: StepContext, m: int) -> bool:
+    # past LOOPS_MAX_WORK gemm wins, where the BLAS step can run at all
+    work = ctx.work(m)
+    return work <= LOOPS_MAX_WORK or (work <= COMPILED_MAX_WORK and blas_kernels(1) is None)
+
+
+def _threaded_cheapest(ctx: StepContext, m: int) -> bool:
+    from nncli.engines.numpy_engine import MIN_ROWS_TO_SPLIT
+
+    # BLAS's own threads share the products of a step of many rows well enough, and the chunked path
+    # shares the rest among the cores
+    return ctx.work(m) > COMPILED_MAX_WORK and m < MIN_ROWS_TO_SPLIT and ctx.cores > 1
+
+
+def _example_runs(ctx: StepContext, m: int) -> bool:
+    from nncli.engines import example_step
+
+    return m == 1 and example_step.serves(ctx.net)
+
+
+def _build_loops(ctx, lambda_, metric, m, shared):
+    return kernels().CompiledStep(ctx.net, ctx.optimizer, lambda_, metric, m, shared.gradients(1)[0])
+
+
+def _build_blas(threads: Callable[[StepContext], int]):
+    def build(ctx, lambda_, metric, m, shared):
+        shared.hold_blas_to_one_thread()
+        return blas_kernels(threads(ctx)).BlasStep(ctx.net, ctx.optimizer, lambda_, metric, m, threads(ctx))
+
+    return build
+
+
+def _build_example(ctx, lambda_, metric, m, shared):
+    from nncli.engines import example_step
+
+    return example_step.ExampleStep(
+        ctx.net, ctx.optimizer, lambda_, metric, shared.passes, shared.gradients(1)[0], ctx.clip_norm
+    )
+
+
+def _build_chunked(ctx, lambda_, metric, m, shared):
+    from nncli.engines import numpy_engine
+
+    return numpy_engine.ChunkedStep(
+        ctx.net, ctx.optimizer, lambda_, metric, m, ctx.cores, shared.passes, shared, ctx.clip_norm
+    )
+
+
+PATHS = (
+    Path("compiled-loops", _compiled_momentum, _loops_cheapest, _build_loops),
+    Path(
+        "compiled-blas",
+        _blas_runs(lambda ctx: 1),
+        lambda ctx, m: LOOPS_MAX_WORK < ctx.work(m) <= COMPILED_MAX_WORK,
+        _build_blas(lambda ctx: 1),
+    ),
+    Path(
+        "compiled-blas-threaded",
+        _blas_runs(lambda ctx: ctx.cores),
+        _threaded_cheapest,
+        _build_blas(lambda ctx: ctx.cores),
+    ),
+    Path("example", _example_runs, lambda ctx, m: ctx.engine == "numpy", _build_example),
+    Path("chunked", lambda ctx, m: True, lambda ctx, m: True, _build_chunked),
+)
+PATH_NAMES = tuple(path.name for path in PATHS)
+
+
+class _Shared:
+    """What the paths of one run share: the gradient vectors, the passes object, the helper threads, and
+    the hold on BLAS's threads."""
+
+    def __init__(self, ctx: StepContext) -> None:
+        from nncli.engines import numpy_engine
+
+        self.ctx = ctx
+        self._gradients: list[np.ndarray] = []
+        if ctx.engine == "compiled" and kernels() is not None and kernels().knows_units(ctx.net):
+            self.passes = kernels().CompiledPasses(ctx.net)
+        else:
+            self.passes = numpy_engine.NumpyPasses(ctx.net)
+        self._blas_limit = None
+
+    def gradients(self, count: int) -> list[np.ndarray]:
+        while len(self._gradients) < count:
+            self._gradients.append(np.zeros_like(self.ctx.net.theta))
+        return self._gradients[:count]
+
+    def pool(self):
+        from nncli.engines.numpy_engine import shared_pool
+
+        return shared_pool(self.ctx.cores - 1)
+
+    def hold_blas_to_one_thread(self) -> None:
+        """Each thread's products run on that thread: BLAS must not start threads of its own too."""
+        from nncli.engines.numpy_engine import hold_blas_to_one_thread
+
+        if self._blas_limit is None:
+            self._blas_limit = hold_blas_to_one_thread()
+
+    def close(self) -> None:
+        if self._blas_limit is not None:
+            self._blas_limit.restore_original_limits()
+            self._blas_limit = None
+
+
+class Stepper:
+    """Steps of a run: for each batch size, the first path of ``PATHS`` that serves it (or the path named
+    ``path``, for tests and benchmarks, which must serve it), built once. ``take`` is one step."""
+
+    def __init__(
+        self,
+        net,
+        optimizer,
+        lambda_: float,
+        metric=None,
+        engine: str = "numpy",
+        clip_norm: float | None = None,
+        cores: int | None = None,
+        path: str | None = None,
+    ) -> None:
+        if engine == "compiled":
+            required_kernels()
+        cores = available_cores() if cores is None else cores
+        self.context = StepContext(net, optimizer, engine, clip_norm, cores)
+        self.lambda_, self.metric = lambda_, metric
+        self.alpha = None
+        self.forced = None if path is None else lookup({p.name: p for p in PATHS}, path, "step path")
+        self._steps: dict[int, object] = {}
+        self.paths: dict[int, str] = {}  # the path of each batch size met
+        self._shared = _Shared(self.context)
+
+    def choose(self, m: int) -> Path:
+        """The path a step of m rows takes."""
+        if self.forced is not None:
+            if not self.forced.runs(self.context, m):
+                raise NncliError(f"the step path {self.forced.name!r} cannot run steps of {m} rows here")
+            return self.forced
+        return next(path for path in PATHS if path.runs(self.context, m) and path.cheapest(self.context, m))
+
+    def take(self, X: np.ndarray, Y: np.ndarray, rows, alpha: float) -> tuple[float, float]:
+        """One step on the rows ``rows`` (a slice or an index array) of X and Y with learning rate α.
+        Returns J_i of the batch and the metric's batch sum (0 without a metric), both before the update."""
+        m = rows.stop - rows.start if rows.__class__ is slice else len(rows)
+        step = self._steps.get(m)
+        if step is None:
+            path = self.choose(m)
+            step = self._steps[m] = path.build(self.context, self.lambda_, self.metric, m, self._shared)
+            self.paths[m] = path.name
+        return step.run(X, Y, rows, alpha)
+
+    def close(self) -> None:
+        """Give BLAS back its own thread count."""
+        self._shared.close()

@@ -5,7 +5,7 @@ Arrays ``W1``, ``b1``, …, ``W{L-1}``, ``b{L-1}`` hold the engine's Θ^(l) (W (
 activation, output, dtype, the columns, classes and standardization, the resolved config and the nncli
 version. ``numpy.load(path, allow_pickle=False)`` reads it; so does any other npz reader.
 
-A checkpoint holds the training state as float arrays (θ, the momentum displacement, the best θ, the
+A checkpoint holds the training state as float arrays (θ, the optimizer's state by name, the best θ, the
 history) and its JSON ``meta`` (format, the run's fingerprint, the trainer's counters and generator state).
 """
 

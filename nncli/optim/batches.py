@@ -1,4 +1,4 @@
-"""Batch selection (batch, stochastic, mini-batch) and the momentum step.
+"""Batch selection: which examples each step of an epoch takes.
 
 Batch modes, as in the lecture's "Optimization Procedure":
 
@@ -6,8 +6,6 @@ Batch modes, as in the lecture's "Optimization Procedure":
 - ``stochastic``: one example per step, in a fresh seeded order each epoch; m steps per epoch;
 - ``mini-batch``: partitions B_1, B_2, … of ``batch_size`` examples (the last may be smaller) of a fresh
   seeded order each epoch, with J_i = (1/|B_i|) Σ_{j ∈ B_i} loss^(j).
-
-Momentum: V := β V + (1 − β) D;  Θ := Θ − α V.  β = 0 is plain gradient descent.
 """
 
 from __future__ import annotations
@@ -50,17 +48,3 @@ def epoch_batches(
         return
     for start in range(0, m, size):
         yield order[start : start + size]
-
-
-class Momentum:
-    """V_dΘ := β V_dΘ + (1 − β) D;  Θ := Θ − α V_dΘ, for every parameter array, in place."""
-
-    def __init__(self, params: list[np.ndarray], beta: float) -> None:
-        self.beta = beta
-        self.velocities = [np.zeros_like(p) for p in params]
-
-    def step(self, params: list[np.ndarray], grads: list[np.ndarray], alpha: float) -> None:
-        for param, grad, velocity in zip(params, grads, self.velocities, strict=True):
-            velocity *= self.beta
-            velocity += (1.0 - self.beta) * grad
-            param -= alpha * velocity

@@ -25,11 +25,13 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from nncli.engines import registry as engines
-from nncli.engines.numpy_engine import FastStep
+from nncli.engines.registry import Stepper
 from nncli.errors import NncliError, lookup, shown
 from nncli.model.metrics import Metric
 from nncli.model.network import Network
 from nncli.optim.batches import BATCH_MODES, epoch_batches
+from nncli.optim.optimizers import OPTIMIZERS, check_hyperparameters, make_optimizer
+from nncli.optim.schedules import checked_schedule
 
 COMPLETED, EARLY_STOPPING, DIVERGED, INTERRUPTED = "completed", "early_stopping", "diverged", "interrupted"
 
@@ -97,12 +99,14 @@ class TrainingState:
 
 
 class Trainer:
-    """Gradient descent with momentum on ``net``, epoch by epoch, able to stop and continue bit for bit.
+    """Gradient descent on ``net``, epoch by epoch, able to stop and continue bit for bit.
 
-    Θ := Θ − α V with V := β V + (1 − β) D, D the gradient of J_i on each step's batch. Batches follow
-    ``batch`` (a key of ``BATCH_MODES``), shuffled with ``default_rng(seed)``. With ``patience``,
-    training stops once the monitored J has not improved for that many epochs, and the best weights
-    are kept.
+    Each step's D is the gradient of J_i on the step's batch; ``optimizer`` (a key of ``OPTIMIZERS``:
+    momentum, nesterov or adam, with β, β₂ and ε) moves Θ by it, with the learning rate α_e that
+    ``schedule`` gives each epoch (``nncli.optim.schedules``; None is constant) and D clipped to the norm
+    ``clip_norm`` when it is given. Batches follow ``batch`` (a key of ``BATCH_MODES``), shuffled with
+    ``default_rng(seed)``. With ``patience``, training stops once the monitored J has not improved for that
+    many epochs, and the best weights are kept.
     """
 
     def __init__(
@@ -120,11 +124,20 @@ class Trainer:
         metric: Metric | None = None,
         patience: int | None = None,
         engine: str = "auto",
+        optimizer: str = "momentum",
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+        schedule: dict | None = None,
+        clip_norm: float | None = None,
+        path: str | None = None,
+        cores: int | None = None,
     ) -> None:
         self.mode = lookup(BATCH_MODES, batch, "batch mode")
         lookup(engines.ENGINES, engine, "engine")
+        lookup(OPTIMIZERS, optimizer, "optimizer")
         self.engine = engine
         _check_hyperparameters(alpha, lambda_, beta, batch_size, 0, patience)
+        _check_optimizer(beta2, epsilon, clip_norm)
         self.net = net
         self.X, self.Y = net.check_inputs(X, Y)
         self.validation = None if validation is None else net.check_inputs(*validation)
@@ -132,7 +145,15 @@ class Trainer:
         self.batch_size, self.metric, self.patience = batch_size, metric, patience
         self.rng = np.random.default_rng(seed)
         self.state = TrainingState(epoch_rng_state=self.rng.bit_generator.state)
-        self.displacement = np.zeros_like(net.theta)  # S = α V, carried from step to step
+        self.optimizer = make_optimizer(optimizer, net.theta.size, net.dtype, beta, beta2, epsilon)
+        try:
+            self.schedule = checked_schedule(schedule, alpha, len(self.X))
+        except ValueError as error:
+            raise NncliError(str(error)) from None
+        self.clip_norm = clip_norm
+        # a step path of nncli.engines.registry to force, and the cores to use (tests, benchmarks); None:
+        # chosen, and the cores this process may use
+        self.path, self.cores = path, cores
         self.best_theta = net.copy_params()
         self.epoch_start_theta = net.copy_params()
         self.stop_reason = COMPLETED
@@ -153,14 +174,16 @@ class Trainer:
         if state.engine is None:
             steps = -(-len(self.X) // max(1, self.mode.size(len(self.X), self.batch_size)))
             state.engine = engines.resolve(self.engine, net.n_regularized, len(self.X), steps, epochs)
-        step = FastStep(
+        self.schedule.epochs = epochs
+        step = Stepper(
             net,
-            self.alpha,
+            self.optimizer,
             self.lambda_,
-            self.beta,
             self.metric,
-            displacement=self.displacement,
-            engine=state.engine,
+            state.engine,
+            self.clip_norm,
+            self.cores,
+            self.path,
         )
         self.stop_reason, self.theta_at_stop = COMPLETED, None
         stopping = should_stop or (lambda: False)
@@ -179,20 +202,21 @@ class Trainer:
             net.set_params(self.best_theta)
         return self.history()
 
-    def _run_epoch(self, step: FastStep, stopping, started: float, on_epoch) -> None:
+    def _run_epoch(self, step: Stepper, stopping, started: float, on_epoch) -> None:
         net, state, X, Y = self.net, self.state, self.X, self.Y
         self.rng.bit_generator.state = state.epoch_rng_state  # the epoch's order, drawn again on resume
         if state.step == 0 and self.validation is None:
             self.epoch_start_theta[...] = net.theta
         batches = epoch_batches(len(X), self.mode, self.batch_size, self.rng)
         take_step = step.take
+        alpha = self.schedule.alpha(state.epoch)
         for done, rows in enumerate(batches):
             if done < state.step:
                 continue
             if stopping():
                 self.stop_reason = INTERRUPTED
                 return
-            J, batch_metric = take_step(X, Y, rows)
+            J, batch_metric = take_step(X, Y, rows, alpha)
             if not math.isfinite(J):
                 self.stop_reason = DIVERGED
                 return
@@ -220,6 +244,7 @@ class Trainer:
         state.step, state.cost_sum, state.metric_sum = 0, 0.0, 0.0
         state.epoch_rng_state = self.rng.bit_generator.state
         state.records.append(record)
+        self.schedule.observe(record.monitored_cost)
         if record.monitored_cost < state.best_cost:
             state.best_cost, state.stale, state.best_epoch = record.monitored_cost, 0, record.epoch
             self.best_theta[...] = net.theta if self.validation is not None else self.epoch_start_theta
@@ -249,9 +274,9 @@ class Trainer:
         theta = self.theta_at_stop if self.theta_at_stop is not None else self.net.theta
         arrays = {
             "theta": theta.copy(),
-            "displacement": self.displacement.copy(),
             "best_theta": self.best_theta.copy(),
             "epoch_start_theta": self.epoch_start_theta.copy(),
+            **{f"optimizer_{name}": array.copy() for name, array in self.optimizer.state.items()},
         }
         arrays["history"] = np.array(
             [[np.nan if v is None else v for v in astuple_record(r)] for r in self.state.records],
@@ -260,6 +285,8 @@ class Trainer:
         record = {f.name: getattr(self.state, f.name) for f in fields(TrainingState) if f.name != "records"}
         if not math.isfinite(record["best_cost"]):
             record["best_cost"] = None  # JSON has no infinity
+        record["optimizer"] = {"name": self.optimizer.name, **self.optimizer.counters()}
+        record["schedule"] = {"type": self.schedule.name, **self.schedule.state()}
         return arrays, record
 
     def restore(self, arrays: dict[str, np.ndarray], record: dict) -> None:
@@ -283,6 +310,15 @@ class Trainer:
                 f"its history has shape {history.shape}, not one row for each of {state.epoch} epochs"
             )
         state.records = [record_from_row(row) for row in history]
+        optimizer, schedule = record.get("optimizer"), record.get("schedule")
+        if not isinstance(optimizer, dict) or optimizer.get("name") != self.optimizer.name:
+            raise ValueError(
+                f"its optimizer record should name {self.optimizer.name!r}, got {shown(optimizer)}"
+            )
+        if not isinstance(schedule, dict) or schedule.get("type") != self.schedule.name:
+            raise ValueError(f"its schedule record should name {self.schedule.name!r}, got {shown(schedule)}")
+        self.optimizer.restore_counters(optimizer)
+        self.schedule.restore(schedule)
         for name, target in self._state_arrays():
             target[...] = arrays[name]
         self.state = state
@@ -290,9 +326,9 @@ class Trainer:
     def _state_arrays(self):
         return (
             ("theta", self.net.theta),
-            ("displacement", self.displacement),
             ("best_theta", self.best_theta),
             ("epoch_start_theta", self.epoch_start_theta),
+            *((f"optimizer_{name}", array) for name, array in self.optimizer.state.items()),
         )
 
 
@@ -357,6 +393,11 @@ def train(
     patience: int | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     engine: str = "auto",
+    optimizer: str = "momentum",
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    schedule: dict | None = None,
+    clip_norm: float | None = None,
 ) -> History:
     """Train ``net`` in place by gradient descent with momentum and return the per-epoch History.
 
@@ -367,8 +408,9 @@ def train(
     ``numpy`` or ``compiled`` (``nncli.engines``); the History's ``engine`` says which one trained.
     """
     trainer = Trainer(
-        net, X, Y, alpha, lambda_, beta, batch, batch_size, seed, validation, metric, patience, engine
-    )
+        net, X, Y, alpha, lambda_, beta, batch, batch_size, seed, validation, metric, patience, engine,
+        optimizer, beta2, epsilon, schedule, clip_norm,
+    )  # fmt: skip
     return trainer.run(epochs, on_epoch)
 
 
@@ -391,6 +433,23 @@ def evaluate(
             metric_sum += metric.batch_sum(a_out, Y[rows])
     J = loss / len(X) + net.penalty(lambda_, len(X))
     return J, (metric.finish(metric_sum, len(X), Y.shape[1]) if metric is not None else None)
+
+
+def _check_optimizer(beta2, epsilon, clip_norm) -> None:
+    def number(value) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+
+    checks = [
+        *check_hyperparameters(beta2, epsilon),
+        (
+            clip_norm is None or (number(clip_norm) and clip_norm > 0),
+            "clip_norm should be None or > 0",
+            clip_norm,
+        ),
+    ]
+    for ok, message, value in checks:
+        if not ok:
+            raise NncliError(f"{message}, got {shown(value)}")
 
 
 def _check_hyperparameters(alpha, lambda_, beta, batch_size, epochs, patience) -> None:

@@ -50,6 +50,7 @@ from nncli.engines.compiled.jit import fast, threaded
 from nncli.engines.compiled.loops import batch_rows, parameter_starts
 from nncli.engines.compiled.products import gather_columns, gather_rows
 from nncli.engines.compiled.units import activate, output_and_delta, scale_by_g_prime, unit_codes
+from nncli.engines.numpy_engine import cost
 
 # The CBLAS calls of OpenBLAS's 64-bit-integer builds, as NumPy's wheels name them (scipy-openblas) and as
 # plain builds do.
@@ -182,34 +183,34 @@ def _bias_momentum(delta, S_b, beta):
 
 
 @_serial
-def _finish_update(S, theta, decay):
-    """S := S + decay·Θ, Θ := Θ − S over the weights of a part; returns their Σ Θ² before the update."""
+def _finish_update(V, theta, decay, alpha):
+    """V := V + decay·Θ, Θ := Θ − α V over the weights of a part; returns their Σ Θ² before the update."""
     squares = 0.0
     for p in range(theta.size):
         t = theta[p]
         squares += t * t
-        s = S[p] + decay * t
-        S[p] = s
-        theta[p] = t - s
+        v = V[p] + decay * t
+        V[p] = v
+        theta[p] = t - alpha * v
     return squares
 
 
 @_serial
-def _move(S, theta):
-    """Θ := Θ − S (biases, which λ does not cover)."""
+def _move(V, theta, alpha):
+    """Θ := Θ − α V (biases, which λ does not cover)."""
     for p in range(theta.size):
-        theta[p] -= S[p]
+        theta[p] -= alpha * V[p]
 
 
 @_serial
-def _update_rows(theta, S, offsets, sizes, level, shares, t, decay):
+def _update_rows(theta, V, offsets, sizes, level, shares, t, decay, alpha):
     """The update of thread t's rows of layer ``level``: its weights and biases; returns Σ W²."""
     s_in = sizes[level + 1]
     lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
     w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
     weights, biases = slice(w_at + lo * s_in, w_at + hi * s_in), slice(b_at + lo, b_at + hi)
-    squares = _finish_update(S[weights], theta[weights], decay)
-    _move(S[biases], theta[biases])
+    squares = _finish_update(V[weights], theta[weights], decay, alpha)
+    _move(V[biases], theta[biases], alpha)
     return squares
 
 
@@ -219,12 +220,12 @@ def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes
 
     ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ;
     ``places`` = where in ``work`` the gathered X rows (m, s_1), a^(2) … a^(L+1) (s_l, m), the batch's Y
-    (K, m) and δ^(2) … δ^(L+1) (s_l, m) start; ``hyper`` = (c, β, c·λ); ``codes`` = (hidden, output);
+    (K, m) and δ^(2) … δ^(L+1) (s_l, m) start; ``hyper`` = (c, β, c·λ, α); ``codes`` = (hidden, output);
     ``shares[0]`` cuts the m rows among the threads, ``shares[l]`` the units of layer l.
     Returns (loss summed over the rows, Σ Θ² of the weights before the update).
     """
     m, layers = sizes[0], sizes.size - 2
-    c, beta, decay = hyper[0], hyper[1], hyper[2]
+    c, beta, decay, alpha = hyper[0], hyper[1], hyper[2], hyper[3]
     hidden, output = codes[0], codes[1]
     threads = shares.shape[1] - 1
     n = sizes[1]
@@ -289,9 +290,9 @@ def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes
                       delta.ctypes.data, m, 0.0, below[v_lo:v_hi], m)  # fmt: skip
                 scale_by_g_prime(below[v_lo:v_hi], a[v_lo:v_hi], hidden)
             else:
-                part += _update_rows(theta, S, offsets, sizes, 0, shares, t, decay)
+                part += _update_rows(theta, S, offsets, sizes, 0, shares, t, decay, alpha)
             if level < layers - 1:
-                part += _update_rows(theta, S, offsets, sizes, level + 1, shares, t, decay)
+                part += _update_rows(theta, S, offsets, sizes, level + 1, shares, t, decay, alpha)
             squares += part
     return loss, squares
 
@@ -314,16 +315,16 @@ def _cuts(total: int, parts: int) -> np.ndarray:
 
 
 class BlasStep:
-    """Steps of m rows on ``net`` through ``step`` shared among ``threads`` threads, or through
-    ``serial_step`` for one: the network's shape, offsets, codes, the threads' shares and the work buffer,
-    made once. ``run`` updates θ and S in place, and leaves a^(L) and the batch's Y, as rows, in
-    ``outputs`` and ``targets`` for a metric."""
+    """Steps of m rows on ``net`` with momentum through ``step`` shared among ``threads`` threads, or
+    through ``serial_step`` for one: the network's shape, offsets, codes, the threads' shares and the work
+    buffer, made once. ``run`` updates θ and the velocity in place."""
 
-    def __init__(self, net, m: int, S: np.ndarray, c, beta, decay, threads: int) -> None:
+    def __init__(self, net, optimizer, lambda_: float, metric, m: int, threads: int) -> None:
         threads = min(threads, numba.get_num_threads())
         if not available(threads):  # the gemm symbols must be known to the linker before a step is loaded
             raise RuntimeError("BlasStep cannot run in this process (see ``available``)")
-        self.net, self.S = net, S
+        self.net, self.optimizer, self.lambda_, self.metric, self.m = net, optimizer, lambda_, metric, m
+        self.V = optimizer.state["velocity"]
         self.kernel = step if threads > 1 else serial_step
         sizes = net.layer_sizes
         layers = len(sizes) - 1
@@ -332,7 +333,8 @@ class BlasStep:
         lengths = [*(m * s for s in sizes), m * sizes[-1], *(m * s for s in sizes[1:])]
         self.places = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
         self.work = np.zeros(sum(lengths), dtype=net.dtype)
-        self.hyper = np.array([c, beta, decay], dtype=net.dtype)
+        kappa = optimizer.gradient_scale
+        self.hyper = np.array([kappa / m, optimizer.beta, kappa * lambda_ / m, 0.0], dtype=net.dtype)
         self.codes = unit_codes(net)
         self.shares = np.stack([_cuts(m, threads), *(_cuts(s, threads) for s in sizes[1:])])
         K = sizes[-1]
@@ -340,10 +342,15 @@ class BlasStep:
         self.outputs = self.work[out_at : out_at + m * K].reshape(K, m).T
         self.targets = self.work[y_at : y_at + m * K].reshape(K, m).T
 
-    def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
-        """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
+    def run(self, X: np.ndarray, Y: np.ndarray, rows, alpha: float) -> tuple[float, float]:
+        """(J_i of the batch, the metric's batch sum), both before the update."""
         index, start = batch_rows(rows)
-        return self.kernel(
-            X, Y, index, start, self.net.theta, self.S, self.work,
+        self.hyper[3] = alpha
+        self.optimizer.begin_step()
+        loss, squares = self.kernel(
+            X, Y, index, start, self.net.theta, self.V, self.work,
             self.sizes, self.offsets, self.places, self.hyper, self.codes, self.shares,
         )  # fmt: skip
+        metric = self.metric
+        metric_sum = metric.batch_sum(self.outputs, self.targets) if metric is not None else 0.0
+        return cost(loss, squares, self.lambda_, self.m), metric_sum

@@ -2,12 +2,12 @@
 
 A step of a few rows through a small network is a few hundred thousand multiply-adds; the NumPy path
 spends more on its two dozen calls (each a few microseconds, however small its arrays) than on the
-arithmetic. ``step`` runs FP, BP and the update as one call, with the kernels of ``units``, ``products``
-and ``updates``: δ^(L) = c·(a^(L) − y), c = α(1 − β)/m, so the gradient buffer receives c·Δ, and the
-momentum update S := β S + c·Δ + c·λ·Θ (weights only), Θ := Θ − S.
+arithmetic. ``step`` runs FP, BP and the momentum update as one call, with the kernels of ``units``,
+``products`` and ``updates``: δ^(L) = c·(a^(L) − y), c = (1 − β)/m, so the gradient buffer receives c·Δ,
+and V := β V + c·Δ + c·λ·Θ (weights only), Θ := Θ − α V.
 
-``CompiledStep`` drives ``step`` for one batch size; ``CompiledPasses`` serves the larger steps of
-``nncli.engines.numpy_engine.FastStep`` that keep BLAS for their products. This package imports numba;
+``CompiledStep`` drives ``step`` for one batch size; ``CompiledPasses`` serves the steps of
+``nncli.engines.numpy_engine.ChunkedStep`` that keep BLAS for their products. This package imports numba;
 ``nncli.engines.registry`` imports it only for the ``compiled`` engine.
 """
 
@@ -28,20 +28,21 @@ from nncli.engines.compiled.units import (
     scale_by_g_prime,
     unit_codes,
 )
-from nncli.engines.compiled.updates import momentum_update
+from nncli.engines.compiled.updates import fused_update, momentum_update
+from nncli.engines.numpy_engine import cost
 
 
 @fast
-def step(X, Y, rows, start, theta, S, G, work, sizes, offsets, hyper, codes):
+def step(X, Y, rows, start, theta, V, G, work, sizes, offsets, hyper, codes):
     """One step on m = ``work``'s batch rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
 
     ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ, then the
-    number of regularized entries; ``hyper`` = (c, β, c·λ); ``codes`` = (hidden, output). ``work`` holds,
+    number of regularized entries; ``hyper`` = (c, β, c·λ, α); ``codes`` = (hidden, output). ``work`` holds,
     packed for this m: the gathered X rows a^(1), a^(2) … a^(L+1), the gathered Y rows, δ^(2) … δ^(L+1).
     Returns (loss summed over the rows, Σ Θ² of the weights before the update).
     """
     m, layers = sizes[0], sizes.size - 2
-    c, beta, decay = hyper[0], hyper[1], hyper[2]
+    c, beta, decay, alpha = hyper[0], hyper[1], hyper[2], hyper[3]
     hidden, output = codes[0], codes[1]
     n_weights = offsets[2 * layers]
 
@@ -95,7 +96,7 @@ def step(X, Y, rows, start, theta, S, G, work, sizes, offsets, hyper, codes):
             propagate(deltas[level], W, deltas[level - 1])
             scale_by_g_prime(deltas[level - 1], activations[level], hidden)
 
-    squares = momentum_update(S, theta, G, n_weights, beta, decay)
+    squares = momentum_update(V, theta, G, n_weights, beta, decay, alpha)
     return loss, squares
 
 
@@ -113,16 +114,17 @@ def batch_rows(rows) -> tuple[np.ndarray, int]:
 
 
 class CompiledStep:
-    """Steps of m rows on ``net`` through ``step``: the network's shape, offsets and codes, and the work
-    buffer, made once. ``run`` updates θ and S in place, and leaves a^(L) and the batch's Y rows in
-    ``outputs`` and ``targets`` for a metric."""
+    """Steps of m rows on ``net`` with momentum through ``step``: the network's shape, offsets and codes,
+    and the work buffer, made once. ``run`` updates θ and the velocity in place."""
 
-    def __init__(self, net, m: int, S: np.ndarray, gradient: np.ndarray, c, beta, decay) -> None:
-        self.net, self.S, self.gradient = net, S, gradient
+    def __init__(self, net, optimizer, lambda_: float, metric, m: int, gradient: np.ndarray) -> None:
+        self.net, self.optimizer, self.lambda_, self.metric, self.m = net, optimizer, lambda_, metric, m
+        self.V, self.gradient = optimizer.state["velocity"], gradient
         sizes = net.layer_sizes
         self.sizes = np.array([m, *sizes], dtype=np.int64)
         self.offsets = np.array([*parameter_starts(net), net.n_regularized], dtype=np.int64)
-        self.hyper = np.array([c, beta, decay], dtype=net.dtype)
+        kappa = optimizer.gradient_scale
+        self.hyper = np.array([kappa / m, optimizer.beta, kappa * lambda_ / m, 0.0], dtype=net.dtype)
         self.codes = unit_codes(net)
         rows_of_work = sum(sizes) + sizes[-1] + sum(sizes[1:])
         self.work = np.zeros(m * rows_of_work, dtype=net.dtype)
@@ -130,13 +132,18 @@ class CompiledStep:
         self.outputs = self.work[at : at + m * K].reshape(m, K)
         self.targets = self.work[at + m * K : at + 2 * m * K].reshape(m, K)
 
-    def run(self, X: np.ndarray, Y: np.ndarray, rows) -> tuple[float, float]:
-        """(loss summed over the rows, Σ Θ² of the weights before the update) of one step."""
+    def run(self, X: np.ndarray, Y: np.ndarray, rows, alpha: float) -> tuple[float, float]:
+        """(J_i of the batch, the metric's batch sum), both before the update."""
         index, start = batch_rows(rows)
-        return step(
-            X, Y, index, start, self.net.theta, self.S, self.gradient, self.work,
+        self.hyper[3] = alpha
+        self.optimizer.begin_step()
+        loss, squares = step(
+            X, Y, index, start, self.net.theta, self.V, self.gradient, self.work,
             self.sizes, self.offsets, self.hyper, self.codes,
         )  # fmt: skip
+        metric = self.metric
+        metric_sum = metric.batch_sum(self.outputs, self.targets) if metric is not None else 0.0
+        return cost(loss, squares, self.lambda_, self.m), metric_sum
 
 
 class CompiledPasses:
@@ -162,8 +169,10 @@ class CompiledPasses:
             z.reshape(columns), Y.reshape(columns), delta.reshape(columns), c, self.output
         )
 
-    def momentum_update(self, S, theta, G, n_weights: int, beta, decay, scratch) -> float:
-        return momentum_update(S, theta, G, n_weights, beta, decay)
+    def update(self, optimizer, part, alpha: float, decay: float) -> float:
+        """The optimizer's update of one range of θ as one compiled pass where it has one."""
+        squares = fused_update(optimizer, part, alpha, decay)
+        return optimizer.update(part, alpha, decay) if squares is None else squares
 
 
 def usable() -> bool:

@@ -6,22 +6,97 @@ Every update adds the lecture's coupled L2 term on the weights only (the first `
 
 from __future__ import annotations
 
+import numpy as np
+
 from nncli.engines.compiled.jit import fast
 
 
 @fast
-def momentum_update(S, theta, G, n_weights, beta, decay):
-    """S := β S + G + decay·Θ on the first ``n_weights`` entries (β S + G on the rest), Θ := Θ − S;
-    returns Σ Θ² over those entries, of Θ as it was before the update."""
+def momentum_update(V, theta, G, n_weights, beta, decay, alpha):
+    """V := β V + G + decay·Θ on the first ``n_weights`` entries (β V + G on the rest), Θ := Θ − α V, with
+    G = (1 − β) Δ/m and decay = (1 − β) λ/m (``nncli.optim.optimizers.Momentum``); returns Σ Θ² over the
+    weights, of Θ as it was before the update."""
     squares = 0.0
     for p in range(n_weights):
         t = theta[p]
         squares += t * t
-        s = beta * S[p] + G[p] + decay * t
-        S[p] = s
-        theta[p] = t - s
+        v = beta * V[p] + G[p] + decay * t
+        V[p] = v
+        theta[p] = t - alpha * v
     for p in range(n_weights, theta.size):
-        s = beta * S[p] + G[p]
-        S[p] = s
-        theta[p] = theta[p] - s
+        v = beta * V[p] + G[p]
+        V[p] = v
+        theta[p] = theta[p] - alpha * v
     return squares
+
+
+@fast
+def nesterov_update(V, theta, G, n_weights, beta, decay, alpha):
+    """d = G + decay·Θ (κD, κ = 1 − β), V := β V + d, Θ := Θ − α (β V + d) (``Nesterov``); returns Σ Θ²
+    over the weights before the update."""
+    squares = 0.0
+    for p in range(theta.size):
+        t = theta[p]
+        d = G[p]
+        if p < n_weights:
+            squares += t * t
+            d += decay * t
+        v = beta * V[p] + d
+        V[p] = v
+        theta[p] = t - alpha * (beta * v + d)
+    return squares
+
+
+@fast
+def adam_update(first, second, theta, G, n_weights, beta1, beta2, decay, step_size, correction2, epsilon):
+    """D = G + decay·Θ (κ = 1), m := β₁ m + (1 − β₁) D, v := β₂ v + (1 − β₂) D², Θ := Θ − α m̂ / (√v̂ + ε)
+    (``Adam``), with step_size = α / (1 − β₁ᵗ) and correction2 = 1 − β₂ᵗ; returns Σ Θ² over the weights
+    before the update."""
+    squares = 0.0
+    one = theta.dtype.type(1.0)
+    for p in range(theta.size):
+        t = theta[p]
+        d = G[p]
+        if p < n_weights:
+            squares += t * t
+            d += decay * t
+        m = beta1 * first[p] + (one - beta1) * d
+        v = beta2 * second[p] + (one - beta2) * d * d
+        first[p] = m
+        second[p] = v
+        theta[p] = t - step_size * m / (np.sqrt(v / correction2) + epsilon)
+    return squares
+
+
+def fused_update(optimizer, part, alpha, decay) -> float:
+    """``optimizer.update(part, alpha, decay)`` as one compiled pass over the part, for the optimizers that
+    have one; None for the others."""
+    name, state, dtype = optimizer.name, part.state, part.theta.dtype.type
+    if name == "momentum":
+        return momentum_update(
+            state["velocity"],
+            part.theta,
+            part.G,
+            part.n_weights,
+            dtype(optimizer.beta),
+            dtype(decay),
+            dtype(alpha),
+        )
+    if name == "nesterov":
+        return nesterov_update(
+            state["velocity"],
+            part.theta,
+            part.G,
+            part.n_weights,
+            dtype(optimizer.beta),
+            dtype(decay),
+            dtype(alpha),
+        )
+    if name == "adam":
+        correction1, correction2 = optimizer.corrections()
+        return adam_update(
+            state["first_moment"], state["second_moment"], part.theta, part.G, part.n_weights,
+            dtype(optimizer.beta1), dtype(optimizer.beta2), dtype(decay), dtype(alpha / correction1),
+            dtype(correction2), dtype(optimizer.epsilon),
+        )  # fmt: skip
+    return None

@@ -24,6 +24,8 @@ from nncli.model.initializers import INITIALIZERS, RELU_BIAS
 from nncli.model.losses import OUTPUTS
 from nncli.model.network import DTYPES
 from nncli.optim.batches import BATCH_MODES
+from nncli.optim.optimizers import OPTIMIZERS
+from nncli.optim.schedules import schedule_problem
 
 TASKS = ("classification", "regression")
 REQUIRED = object()
@@ -139,6 +141,14 @@ def delimiter(value, path, base):
     return value
 
 
+def schedule(value, path, base):
+    """null, or a mapping {type: name, its keys…} (``nncli.optim.schedules``)."""
+    problem = schedule_problem(value, path)
+    if problem is not None:
+        raise ConfigError(problem)
+    return None if value is None else dict(value)
+
+
 @dataclass(frozen=True)
 class EarlyStopping:
     patience: int
@@ -205,7 +215,24 @@ class ModelConfig:
 class TrainingConfig:
     alpha: float = option(0.1, number(0, low_open=True), "α, the learning rate")
     lambda_: float = option(0.0, number(0), "λ, the L2 regularization strength", key="lambda")
-    beta: float = option(0.9, number(0, 1, high_open=True), "β, momentum; 0 = plain gradient descent")
+    optimizer: str = option(
+        "momentum", choice(OPTIMIZERS), "how D moves Θ: " + ", ".join(OPTIMIZERS) + " (see nncli.optim)"
+    )
+    beta: float = option(
+        0.9,
+        number(0, 1, high_open=True),
+        "β: momentum's and Nesterov's β (0 = plain gradient descent), Adam's β₁",
+    )
+    beta2: float = option(0.999, number(0, 1, high_open=True), "β₂, Adam's second-moment decay")
+    epsilon: float = option(1e-8, number(0, low_open=True), "ε, added to Adam's √v̂")
+    schedule: dict | None = option(
+        None, schedule, "null (constant α), or {type: step|exponential|cosine|invscaling|plateau, …}"
+    )
+    clip_norm: float | None = option(
+        None,
+        optional(number(0, low_open=True)),
+        "clip D to this global L2 norm before each update; null = never",
+    )
     batch: str = option("mini-batch", choice(BATCH_MODES), ", ".join(BATCH_MODES))
     batch_size: int = option(32, whole(1), "examples per step in mini-batch mode")
     epochs: int = option(100, whole(1), "passes over the training split")

@@ -272,6 +272,11 @@ def _train(
         metric=metric,
         patience=t.early_stopping.patience if t.early_stopping else None,
         engine=t.engine,
+        optimizer=t.optimizer,
+        beta2=t.beta2,
+        epsilon=t.epsilon,
+        schedule=t.schedule,
+        clip_norm=t.clip_norm,
     )
     run_fingerprint = fingerprint(config, prepared)
     epochs = t.epochs

@@ -14,9 +14,11 @@ cores; a step takes the first path that can run it and is the cheapest there. ``
 one path wherever it can run, so that tests hold every path to the general one:
 
 - ``compiled-loops``: the whole step as one compiled call whose products are loops; for steps so small that
-  a BLAS call costs more than its arithmetic (work ≤ ``LOOPS_MAX_WORK``), momentum, no clipping.
-- ``compiled-blas``: one compiled call whose products are BLAS's gemm on one thread, momentum folded into
-  the gradient's gemm; mid-sized steps (work ≤ ``COMPILED_MAX_WORK``), momentum, no clipping.
+  a BLAS call costs more than its arithmetic (work ≤ ``LOOPS_MAX_WORK``); momentum, Nesterov or Adam, no
+  clipping.
+- ``compiled-blas``: one compiled call whose products are BLAS's gemm on one thread (momentum's velocity
+  added into by the gradient's gemm); mid-sized steps (work ≤ ``COMPILED_MAX_WORK``); momentum, Nesterov
+  or Adam, no clipping.
 - ``compiled-blas-threaded``: the same, its units shared among numba's threads, for larger mini-batches of
   fewer than ``MIN_ROWS_TO_SPLIT`` rows on more than one core.
 - ``example``: one example a step (m = 1) with vectors, on the ``numpy`` engine.
@@ -117,8 +119,10 @@ class StepContext:
     cores: int
 
     @property
-    def momentum_unclipped(self) -> bool:
-        return self.optimizer.name == "momentum" and self.clip_norm is None
+    def fused_unclipped(self) -> bool:
+        """An optimizer the one-call compiled steps fuse (``nncli.engines.compiled.updates``), and no
+        clipping (which needs the whole gradient's norm before any of θ moves)."""
+        return self.optimizer.name in ("momentum", "nesterov", "adam") and self.clip_norm is None
 
     def compiled_units(self) -> bool:
         """The compiled engine, fully connected layers, and units the kernels know."""
@@ -140,12 +144,12 @@ class Path:
     build: Callable  # (context, lambda_, metric, m, shared) -> an object with run(X, Y, rows, alpha)
 
 
-def _compiled_momentum(ctx: StepContext, m: int) -> bool:
-    return ctx.momentum_unclipped and ctx.compiled_units()
+def _compiled_fused(ctx: StepContext, m: int) -> bool:
+    return ctx.fused_unclipped and ctx.compiled_units()
 
 
 def _blas_runs(threads: Callable[[StepContext], int]):
-    return lambda ctx, m: _compiled_momentum(ctx, m) and blas_kernels(threads(ctx)) is not None
+    return lambda ctx, m: _compiled_fused(ctx, m) and blas_kernels(threads(ctx)) is not None
 
 
 def _loops_cheapest(ctx: StepContext, m: int) -> bool:
@@ -175,7 +179,9 @@ def _build_loops(ctx, lambda_, metric, m, shared):
 def _build_blas(threads: Callable[[StepContext], int]):
     def build(ctx, lambda_, metric, m, shared):
         shared.hold_blas_to_one_thread()
-        return blas_kernels(threads(ctx)).BlasStep(ctx.net, ctx.optimizer, lambda_, metric, m, threads(ctx))
+        kernels = blas_kernels(threads(ctx))
+        gradient = shared.gradients(1)[0]
+        return kernels.BlasStep(ctx.net, ctx.optimizer, lambda_, metric, m, threads(ctx), gradient)
 
     return build
 
@@ -197,7 +203,7 @@ def _build_chunked(ctx, lambda_, metric, m, shared):
 
 
 PATHS = (
-    Path("compiled-loops", _compiled_momentum, _loops_cheapest, _build_loops),
+    Path("compiled-loops", _compiled_fused, _loops_cheapest, _build_loops),
     Path(
         "compiled-blas",
         _blas_runs(lambda ctx: 1),

@@ -147,7 +147,8 @@ class Adam(Optimizer):
         self, size: int, dtype, beta: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8
     ) -> None:
         super().__init__(size, dtype)
-        self.beta1, self.beta2, self.epsilon = beta, beta2, epsilon
+        self.beta = self.beta1 = beta  # the config's β is Adam's β₁
+        self.beta2, self.epsilon = beta2, epsilon
 
     def corrections(self) -> tuple[float, float]:
         """(1 − β₁ᵗ, 1 − β₂ᵗ) for the step being taken."""

@@ -50,6 +50,7 @@ from nncli.engines.compiled.jit import fast, threaded
 from nncli.engines.compiled.loops import batch_rows, parameter_starts
 from nncli.engines.compiled.products import gather_columns, gather_rows
 from nncli.engines.compiled.units import activate, output_and_delta, scale_by_g_prime, unit_codes
+from nncli.engines.compiled.updates import OPTIMIZER_CODES, apply_update, state_arrays, step_scalars
 from nncli.engines.numpy_engine import cost
 
 # The CBLAS calls of OpenBLAS's 64-bit-integer builds, as NumPy's wheels name them (scipy-openblas) and as
@@ -203,30 +204,42 @@ def _move(V, theta, alpha):
 
 
 @_serial
-def _update_rows(theta, V, offsets, sizes, level, shares, t, decay, alpha):
-    """The update of thread t's rows of layer ``level``: its weights and biases; returns Σ W²."""
+def _update_rows(code, theta, first, second, G, offsets, sizes, level, shares, t, hyper):
+    """The update of thread t's rows of layer ``level``, its weights and biases; returns Σ W². Momentum's
+    velocity already holds β V + c·Δ (the gradient's gemm added into it); the other optimizers read c·Δ
+    from G (``apply_update``)."""
     s_in = sizes[level + 1]
     lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
     w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
     weights, biases = slice(w_at + lo * s_in, w_at + hi * s_in), slice(b_at + lo, b_at + hi)
-    squares = _finish_update(V[weights], theta[weights], decay, alpha)
-    _move(V[biases], theta[biases], alpha)
+    if code == 0:
+        squares = _finish_update(first[weights], theta[weights], hyper[2], hyper[3])
+        _move(first[biases], theta[biases], hyper[3])
+        return squares
+    count = (hi - lo) * s_in
+    squares = apply_update(code, first[weights], second[weights], theta[weights], G[weights], count, hyper)
+    apply_update(code, first[biases], second[biases], theta[biases], G[biases], 0, hyper)
     return squares
 
 
 @_threaded
-def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes, shares):
+def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, places, hyper, codes, shares):
     """One step on m rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
 
     ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ;
     ``places`` = where in ``work`` the gathered X rows (m, s_1), a^(2) … a^(L+1) (s_l, m), the batch's Y
-    (K, m) and δ^(2) … δ^(L+1) (s_l, m) start; ``hyper`` = (c, β, c·λ, α); ``codes`` = (hidden, output);
+    (K, m) and δ^(2) … δ^(L+1) (s_l, m) start; ``hyper`` and ``codes`` = (hidden, output, optimizer) as
+    ``nncli.engines.compiled.loops.step`` takes them; ``first`` and ``second`` are the optimizer's state,
+    ``G`` room for c·Δ (momentum adds c·Δ straight into its velocity instead, through gemm's β);
     ``shares[0]`` cuts the m rows among the threads, ``shares[l]`` the units of layer l.
     Returns (loss summed over the rows, Σ Θ² of the weights before the update).
     """
     m, layers = sizes[0], sizes.size - 2
-    c, beta, decay, alpha = hyper[0], hyper[1], hyper[2], hyper[3]
-    hidden, output = codes[0], codes[1]
+    c, beta = hyper[0], hyper[1]
+    hidden, output, code = codes[0], codes[1], codes[2]
+    # momentum: S := β V + c·Δ in one gemm into the velocity; the others: G := c·Δ
+    target = first if code == 0 else G
+    gemm_beta = beta if code == 0 else 0.0
     threads = shares.shape[1] - 1
     n = sizes[1]
     K = sizes[layers + 1]
@@ -273,14 +286,15 @@ def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes
         delta = _view(work, places[layers + 2 + level], s_out, m)
         for t in prange(threads):
             lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
+            rows_of_W = target[w_at + lo * s_in : w_at + hi * s_in]
             if level == 0:
                 _gemm(_NO_TRANS, _NO_TRANS, hi - lo, s_in, m, _address(delta, lo * m), m,
-                      X_rows.ctypes.data, n, beta, S[w_at + lo * s_in : w_at + hi * s_in], s_in)  # fmt: skip
+                      X_rows.ctypes.data, n, gemm_beta, rows_of_W, s_in)  # fmt: skip
             else:
                 a = _view(work, places[level], s_in, m)
                 _gemm(_NO_TRANS, _TRANS, hi - lo, s_in, m, _address(delta, lo * m), m,
-                      a.ctypes.data, m, beta, S[w_at + lo * s_in : w_at + hi * s_in], s_in)  # fmt: skip
-            _bias_momentum(delta[lo:hi], S[b_at + lo : b_at + hi], beta)
+                      a.ctypes.data, m, gemm_beta, rows_of_W, s_in)  # fmt: skip
+            _bias_momentum(delta[lo:hi], target[b_at + lo : b_at + hi], gemm_beta)
             part = 0.0
             if level > 0:
                 a = _view(work, places[level], s_in, m)
@@ -290,9 +304,11 @@ def step(X, Y, rows, start, theta, S, work, sizes, offsets, places, hyper, codes
                       delta.ctypes.data, m, 0.0, below[v_lo:v_hi], m)  # fmt: skip
                 scale_by_g_prime(below[v_lo:v_hi], a[v_lo:v_hi], hidden)
             else:
-                part += _update_rows(theta, S, offsets, sizes, 0, shares, t, decay, alpha)
+                part += _update_rows(code, theta, first, second, G, offsets, sizes, 0, shares, t, hyper)
             if level < layers - 1:
-                part += _update_rows(theta, S, offsets, sizes, level + 1, shares, t, decay, alpha)
+                part += _update_rows(
+                    code, theta, first, second, G, offsets, sizes, level + 1, shares, t, hyper
+                )
             squares += part
     return loss, squares
 
@@ -315,16 +331,18 @@ def _cuts(total: int, parts: int) -> np.ndarray:
 
 
 class BlasStep:
-    """Steps of m rows on ``net`` with momentum through ``step`` shared among ``threads`` threads, or
-    through ``serial_step`` for one: the network's shape, offsets, codes, the threads' shares and the work
-    buffer, made once. ``run`` updates θ and the velocity in place."""
+    """Steps of m rows on ``net`` through ``step`` shared among ``threads`` threads, or through
+    ``serial_step`` for one, with one of the optimizers ``OPTIMIZER_CODES`` knows: the network's shape,
+    offsets, codes, the threads' shares and the work buffer, made once. ``run`` updates θ and the
+    optimizer's state in place."""
 
-    def __init__(self, net, optimizer, lambda_: float, metric, m: int, threads: int) -> None:
+    def __init__(self, net, optimizer, lambda_: float, metric, m: int, threads: int, gradient) -> None:
         threads = min(threads, numba.get_num_threads())
         if not available(threads):  # the gemm symbols must be known to the linker before a step is loaded
             raise RuntimeError("BlasStep cannot run in this process (see ``available``)")
         self.net, self.optimizer, self.lambda_, self.metric, self.m = net, optimizer, lambda_, metric, m
-        self.V = optimizer.state["velocity"]
+        self.first, self.second = state_arrays(optimizer, net.dtype)
+        self.gradient = gradient
         self.kernel = step if threads > 1 else serial_step
         sizes = net.layer_sizes
         layers = len(sizes) - 1
@@ -334,8 +352,10 @@ class BlasStep:
         self.places = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
         self.work = np.zeros(sum(lengths), dtype=net.dtype)
         kappa = optimizer.gradient_scale
-        self.hyper = np.array([kappa / m, optimizer.beta, kappa * lambda_ / m, 0.0], dtype=net.dtype)
-        self.codes = unit_codes(net)
+        self.hyper = np.array(
+            [kappa / m, optimizer.beta, kappa * lambda_ / m, 0, 0, 0, 0, 0], dtype=net.dtype
+        )
+        self.codes = np.array([*unit_codes(net), OPTIMIZER_CODES[optimizer.name]], dtype=np.int64)
         self.shares = np.stack([_cuts(m, threads), *(_cuts(s, threads) for s in sizes[1:])])
         K = sizes[-1]
         out_at, y_at = self.places[layers], self.places[layers + 1]
@@ -345,10 +365,11 @@ class BlasStep:
     def run(self, X: np.ndarray, Y: np.ndarray, rows, alpha: float) -> tuple[float, float]:
         """(J_i of the batch, the metric's batch sum), both before the update."""
         index, start = batch_rows(rows)
-        self.hyper[3] = alpha
         self.optimizer.begin_step()
+        self.hyper[3] = alpha
+        self.hyper[4:] = step_scalars(self.optimizer, alpha)
         loss, squares = self.kernel(
-            X, Y, index, start, self.net.theta, self.V, self.work,
+            X, Y, index, start, self.net.theta, self.first, self.second, self.gradient, self.work,
             self.sizes, self.offsets, self.places, self.hyper, self.codes, self.shares,
         )  # fmt: skip
         metric = self.metric

@@ -28,21 +28,29 @@ from nncli.engines.compiled.units import (
     scale_by_g_prime,
     unit_codes,
 )
-from nncli.engines.compiled.updates import fused_update, momentum_update
+from nncli.engines.compiled.updates import (
+    OPTIMIZER_CODES,
+    apply_update,
+    fused_update,
+    state_arrays,
+    step_scalars,
+)
 from nncli.engines.numpy_engine import cost
 
 
 @fast
-def step(X, Y, rows, start, theta, V, G, work, sizes, offsets, hyper, codes):
+def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, hyper, codes):
     """One step on m = ``work``'s batch rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
 
     ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ, then the
-    number of regularized entries; ``hyper`` = (c, β, c·λ, α); ``codes`` = (hidden, output). ``work`` holds,
+    number of regularized entries; ``hyper`` = (c, β, decay, α, β₂, ε, α/(1 − β₁ᵗ), 1 − β₂ᵗ) and ``codes`` =
+    (hidden, output, optimizer), as ``nncli.engines.compiled.updates.apply_update`` reads them; ``first``
+    and ``second`` are the optimizer's state arrays. ``work`` holds,
     packed for this m: the gathered X rows a^(1), a^(2) … a^(L+1), the gathered Y rows, δ^(2) … δ^(L+1).
     Returns (loss summed over the rows, Σ Θ² of the weights before the update).
     """
     m, layers = sizes[0], sizes.size - 2
-    c, beta, decay, alpha = hyper[0], hyper[1], hyper[2], hyper[3]
+    c = hyper[0]
     hidden, output = codes[0], codes[1]
     n_weights = offsets[2 * layers]
 
@@ -96,7 +104,7 @@ def step(X, Y, rows, start, theta, V, G, work, sizes, offsets, hyper, codes):
             propagate(deltas[level], W, deltas[level - 1])
             scale_by_g_prime(deltas[level - 1], activations[level], hidden)
 
-    squares = momentum_update(V, theta, G, n_weights, beta, decay, alpha)
+    squares = apply_update(codes[2], first, second, theta, G, n_weights, hyper)
     return loss, squares
 
 
@@ -114,18 +122,23 @@ def batch_rows(rows) -> tuple[np.ndarray, int]:
 
 
 class CompiledStep:
-    """Steps of m rows on ``net`` with momentum through ``step``: the network's shape, offsets and codes,
-    and the work buffer, made once. ``run`` updates θ and the velocity in place."""
+    """Steps of m rows on ``net`` through ``step``, with one of the optimizers ``OPTIMIZER_CODES`` knows:
+    the network's shape, offsets and codes, and the work buffer, made once. ``run`` updates θ and the
+    optimizer's state in place."""
 
     def __init__(self, net, optimizer, lambda_: float, metric, m: int, gradient: np.ndarray) -> None:
         self.net, self.optimizer, self.lambda_, self.metric, self.m = net, optimizer, lambda_, metric, m
-        self.V, self.gradient = optimizer.state["velocity"], gradient
+        self.first, self.second = state_arrays(optimizer, net.dtype)
+        self.gradient = gradient
         sizes = net.layer_sizes
         self.sizes = np.array([m, *sizes], dtype=np.int64)
         self.offsets = np.array([*parameter_starts(net), net.n_regularized], dtype=np.int64)
         kappa = optimizer.gradient_scale
-        self.hyper = np.array([kappa / m, optimizer.beta, kappa * lambda_ / m, 0.0], dtype=net.dtype)
-        self.codes = unit_codes(net)
+        beta = getattr(optimizer, "beta", getattr(optimizer, "beta1", 0.0))
+        self.hyper = np.array(
+            [kappa / m, beta, kappa * lambda_ / m, 0.0, 0.0, 0.0, 0.0, 0.0], dtype=net.dtype
+        )
+        self.codes = np.array([*unit_codes(net), OPTIMIZER_CODES[optimizer.name]], dtype=np.int64)
         rows_of_work = sum(sizes) + sizes[-1] + sum(sizes[1:])
         self.work = np.zeros(m * rows_of_work, dtype=net.dtype)
         K, at = sizes[-1], m * sum(sizes[:-1])
@@ -135,10 +148,11 @@ class CompiledStep:
     def run(self, X: np.ndarray, Y: np.ndarray, rows, alpha: float) -> tuple[float, float]:
         """(J_i of the batch, the metric's batch sum), both before the update."""
         index, start = batch_rows(rows)
-        self.hyper[3] = alpha
         self.optimizer.begin_step()
+        self.hyper[3] = alpha
+        self.hyper[4:] = step_scalars(self.optimizer, alpha)
         loss, squares = step(
-            X, Y, index, start, self.net.theta, self.V, self.gradient, self.work,
+            X, Y, index, start, self.net.theta, self.first, self.second, self.gradient, self.work,
             self.sizes, self.offsets, self.hyper, self.codes,
         )  # fmt: skip
         metric = self.metric

@@ -68,6 +68,40 @@ def adam_update(first, second, theta, G, n_weights, beta1, beta2, decay, step_si
     return squares
 
 
+OPTIMIZER_CODES = {"momentum": 0, "nesterov": 1, "adam": 2}
+# The scalars a one-call step's update reads, in its ``hyper`` array after (c, β, decay, α)
+HYPER_AFTER_ALPHA = ("beta2", "epsilon", "step_size", "correction2")
+
+
+def step_scalars(optimizer, alpha: float) -> tuple[float, float, float, float]:
+    """(β₂, ε, α / (1 − β₁ᵗ), 1 − β₂ᵗ) for Adam's step being taken; zeros for the others."""
+    if optimizer.name != "adam":
+        return 0.0, 0.0, 0.0, 0.0
+    correction1, correction2 = optimizer.corrections()
+    return optimizer.beta2, optimizer.epsilon, alpha / correction1, correction2
+
+
+@fast
+def apply_update(code, first, second, theta, G, n_weights, hyper):
+    """The update of optimizer ``code`` (``OPTIMIZER_CODES``) over θ, for a one-call step: ``first`` is
+    momentum's and Nesterov's velocity or Adam's m, ``second`` Adam's v; ``hyper`` = (c, β, decay, α, β₂, ε,
+    α / (1 − β₁ᵗ), 1 − β₂ᵗ). Returns Σ Θ² over the weights before the update."""
+    beta, decay, alpha = hyper[1], hyper[2], hyper[3]
+    if code == 0:
+        return momentum_update(first, theta, G, n_weights, beta, decay, alpha)
+    if code == 1:
+        return nesterov_update(first, theta, G, n_weights, beta, decay, alpha)
+    return adam_update(
+        first, second, theta, G, n_weights, beta, hyper[4], decay, hyper[6], hyper[7], hyper[5]
+    )
+
+
+def state_arrays(optimizer, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second) as ``apply_update`` takes them (an empty second for one state array)."""
+    state = list(optimizer.state.values())
+    return state[0], state[1] if len(state) > 1 else np.empty(0, dtype=dtype)
+
+
 def fused_update(optimizer, part, alpha, decay) -> float:
     """``optimizer.update(part, alpha, decay)`` as one compiled pass over the part, for the optimizers that
     have one; None for the others."""

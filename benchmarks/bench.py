@@ -1,10 +1,10 @@
 """make bench: seconds per epoch of nncli, scikit-learn and PyTorch on the workloads W1–W4, in float64 and
-float32, with each one's ratio to nncli and to the workload's GEMM limit; then `nncli train` end to end on a
-W2-shaped CSV. Repetitions are interleaved, the GEMM limit is measured again in each, and medians are
-reported (of the seconds, and of each repetition's ratio to that repetition's limit). Not part of the test
-suite.
+float32, with momentum and with Adam, with each one's ratio to nncli and to the workload's GEMM limit; then
+`nncli train` end to end on a W2-shaped CSV. Repetitions are interleaved, the GEMM limit is measured again
+in each, and medians are reported (of the seconds, and of each repetition's ratio to that repetition's
+limit). Not part of the test suite.
 
-    python benchmarks/bench.py [--reps 7] [--only W1 W2] [--skip-cli]
+    python benchmarks/bench.py [--reps 7] [--only W1 W2] [--optimizers momentum adam] [--skip-cli]
 """
 
 from __future__ import annotations
@@ -55,12 +55,12 @@ def blas_description() -> str:
 LIMIT = "GEMM limit"
 
 
-def measure(workload, dtype, reps: int) -> tuple[dict[str, float], dict[str, float]]:
+def measure(workload, dtype, optimizer: str, reps: int) -> tuple[dict[str, float], dict[str, float]]:
     """(median seconds per epoch of each contender and of the GEMM limit, median ratio of each contender to
     the limit). Repetitions are interleaved, and each measures the limit again beside the contenders: this
     shared machine's speed drifts by tens of percent within minutes, so a ratio is only meaningful between
     times taken together."""
-    runs = {name: prepare(workload, dtype) for name, prepare in CONTENDERS.items()}
+    runs = {name: prepare(workload, dtype, optimizer) for name, prepare in CONTENDERS.items()}
     runs = {name: run for name, run in runs.items() if run is not None}
     epochs = {}
     for name, run in runs.items():  # warm up, then choose how many epochs make one sample
@@ -90,28 +90,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=REPS)
     parser.add_argument("--only", nargs="*", default=[w.name for w in WORKLOADS])
+    parser.add_argument("--optimizers", nargs="*", default=["momentum", "adam"])
     parser.add_argument("--skip-cli", action="store_true")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {platform.machine()}, {cores} cores, numpy {np.__version__}")
     print(blas_description())
-    header = f"{'':4} {'dtype':7} {'contender':13} {'s/epoch':>10} {'÷ nncli':>8} {'÷ GEMM limit':>13}"
+    columns = f"{'contender':13} {'s/epoch':>10} {'÷ nncli':>8} {'÷ GEMM limit':>13}"
+    header = f"{'':4} {'dtype':7} {'optimizer':9} {columns}"
     print()
     print(header)
     print("-" * len(header))
-    for workload in WORKLOADS:
-        if workload.name not in args.only:
-            continue
-        for dtype in (np.float64, np.float32):
-            medians, to_limit = measure(workload, dtype, args.reps)
-            base = medians["nncli"]
-            for name, ratio in to_limit.items():
-                print(
-                    f"{workload.name:4} {np.dtype(dtype).name:7} {name:13} {medians[name]:10.4f} "
-                    f"{medians[name] / base:8.2f} {ratio:13.2f}"
-                )
-            print(f"{workload.name:4} {np.dtype(dtype).name:7} {LIMIT:13} {medians[LIMIT]:10.4f}")
-            sys.stdout.flush()
+    for optimizer in args.optimizers:
+        for workload in WORKLOADS:
+            if workload.name not in args.only:
+                continue
+            for dtype in (np.float64, np.float32):
+                medians, to_limit = measure(workload, dtype, optimizer, args.reps)
+                base = medians["nncli"]
+                where = f"{workload.name:4} {np.dtype(dtype).name:7} {optimizer:9}"
+                for name, ratio in to_limit.items():
+                    print(
+                        f"{where} {name:13} {medians[name]:10.4f} {medians[name] / base:8.2f} {ratio:13.2f}"
+                    )
+                print(f"{where} {LIMIT:13} {medians[LIMIT]:10.4f}")
+                sys.stdout.flush()
     if not args.skip_cli:
         print()
         run_end_to_end()

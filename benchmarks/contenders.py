@@ -1,11 +1,12 @@
 """One epoch of a workload, four ways: nncli's compiled and numpy engines, scikit-learn's MLPClassifier
-and a PyTorch loop.
+and a PyTorch loop; with momentum (the lecture's) or with Adam.
 
 Each ``prepare_*`` returns a function ``run(epochs)`` that trains that many more epochs, or None when the
 library is missing: nncli in one ``nncli.train`` call, as a user trains (with the engine named, since a
 sample of a fraction of a second is shorter than the runs ``auto`` compiles); scikit-learn with one
 ``partial_fit`` per epoch; PyTorch in a plain loop.
-All use the workload's sizes, activations, learning rate α, momentum β, L2 strength λ and batches.
+All use the workload's sizes, activations, learning rate α, β (Adam's β₁), L2 strength λ and batches; with
+Adam, β₂ = 0.999 and ε = 1e-8 (every library's default).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from workloads import ALPHA, BETA, LAMBDA, Workload
 import nncli
 
 
-def prepare_nncli(w: Workload, dtype, engine: str = "compiled"):
+def prepare_nncli(w: Workload, dtype, optimizer: str, engine: str = "compiled"):
     X, Y, _ = w.data(dtype)
     init = "he" if w.activation == "relu" else "xavier"
     net = nncli.Network(
@@ -28,7 +29,7 @@ def prepare_nncli(w: Workload, dtype, engine: str = "compiled"):
 
     def run(epochs: int):
         calls[0] += 1
-        nncli.training.loop(
+        nncli.train(
             net,
             X,
             Y,
@@ -40,16 +41,17 @@ def prepare_nncli(w: Workload, dtype, engine: str = "compiled"):
             epochs=epochs,
             seed=calls[0],
             engine=engine,
+            optimizer=optimizer,
         )
 
     return run
 
 
-def prepare_nncli_numpy(w: Workload, dtype):
-    return prepare_nncli(w, dtype, engine="numpy")
+def prepare_nncli_numpy(w: Workload, dtype, optimizer: str):
+    return prepare_nncli(w, dtype, optimizer, engine="numpy")
 
 
-def prepare_sklearn(w: Workload, dtype):
+def prepare_sklearn(w: Workload, dtype, optimizer: str):
     try:
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPClassifier
@@ -60,10 +62,11 @@ def prepare_sklearn(w: Workload, dtype):
     model = MLPClassifier(
         hidden_layer_sizes=w.sizes[1:-1],
         activation=activation,
-        solver="sgd",
+        solver="sgd" if optimizer == "momentum" else "adam",
         learning_rate_init=ALPHA,
         momentum=BETA,
         nesterovs_momentum=False,
+        beta_1=BETA,
         alpha=LAMBDA,
         batch_size=w.step_rows[0],
         shuffle=w.batch != "batch",
@@ -80,7 +83,7 @@ def prepare_sklearn(w: Workload, dtype):
     return run
 
 
-def prepare_torch(w: Workload, dtype):
+def prepare_torch(w: Workload, dtype, optimizer: str):
     try:
         import torch
     except ImportError:
@@ -106,13 +109,13 @@ def prepare_torch(w: Workload, dtype):
     rows = w.step_rows[0]
     weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
     biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
-    # λ/m on the weights only, and dampening = β: V := βV + (1 − β)D, the lecture's momentum.
-    optimizer = torch.optim.SGD(
-        [{"params": weights, "weight_decay": LAMBDA / rows}, {"params": biases, "weight_decay": 0.0}],
-        lr=ALPHA,
-        momentum=BETA,
-        dampening=BETA,
-    )
+    # λ/m on the weights only (coupled, as nncli's D), and for momentum dampening = β: V := βV + (1 − β)D,
+    # the lecture's momentum
+    groups = [{"params": weights, "weight_decay": LAMBDA / rows}, {"params": biases, "weight_decay": 0.0}]
+    if optimizer == "momentum":
+        step = torch.optim.SGD(groups, lr=ALPHA, momentum=BETA, dampening=BETA)
+    else:
+        step = torch.optim.Adam(groups, lr=ALPHA, betas=(BETA, 0.999), eps=1e-8)
     shuffle = w.batch != "batch"
 
     def run(epochs: int):
@@ -127,10 +130,10 @@ def prepare_torch(w: Workload, dtype):
             else:
                 index = order[start : start + rows]
                 xb, yb = X[index], y[index]
-            optimizer.zero_grad(set_to_none=True)
+            step.zero_grad(set_to_none=True)
             loss = loss_fn(model(xb), yb)
             loss.backward()
-            optimizer.step()
+            step.step()
 
     return run
 

@@ -226,12 +226,12 @@ def _update_rows(code, theta, first, second, G, offsets, sizes, level, shares, t
 def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, places, hyper, codes, shares):
     """One step on m rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
 
-    ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ;
-    ``places`` = where in ``work`` the gathered X rows (m, s_1), a^(2) … a^(L+1) (s_l, m), the batch's Y
-    (K, m) and δ^(2) … δ^(L+1) (s_l, m) start; ``hyper`` and ``codes`` = (hidden, output, optimizer) as
-    ``nncli.engines.compiled.loops.step`` takes them; ``first`` and ``second`` are the optimizer's state,
-    ``G`` room for c·Δ (momentum adds c·Δ straight into its velocity instead, through gemm's β);
-    ``shares[0]`` cuts the m rows among the threads, ``shares[l]`` the units of layer l.
+    ``sizes`` = (m, s_1, …, s_{L+1}); ``offsets`` = (W^(1), b^(1), …, W^(L), b^(L)) start in θ, then the
+    number of weights; ``places`` = where in ``work`` the gathered X rows (m, s_1), a^(2) … a^(L+1) (s_l, m),
+    the batch's Y (K, m) and δ^(2) … δ^(L+1) (s_l, m) start; ``hyper`` and ``codes`` = (hidden, output,
+    optimizer) as ``nncli.engines.compiled.loops.step`` takes them; ``first`` and ``second`` are the
+    optimizer's state, ``G`` room for c·Δ (momentum adds c·Δ straight into its velocity instead, through
+    gemm's β); ``shares[0]`` cuts the m rows among the threads, ``shares[l]`` the units of layer l.
     Returns (loss summed over the rows, Σ Θ² of the weights before the update).
     """
     m, layers = sizes[0], sizes.size - 2
@@ -241,6 +241,10 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
     target = first if code == 0 else G
     gemm_beta = beta if code == 0 else 0.0
     threads = shares.shape[1] - 1
+    # Each thread updates its rows of a layer as soon as the backward pass is done with them (its part of W
+    # and the state still in its core's cache); on one thread, an optimizer that reads G updates θ in one
+    # pass at the end instead, which the compiler vectorizes better than the per-layer ranges.
+    rows_updated = code == 0 or threads > 1
     n = sizes[1]
     K = sizes[layers + 1]
     X_rows = _view(work, places[0], m, n)
@@ -303,13 +307,15 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
                 _gemm(_TRANS, _NO_TRANS, v_hi - v_lo, m, s_out, _address(theta, w_at + v_lo), s_in,
                       delta.ctypes.data, m, 0.0, below[v_lo:v_hi], m)  # fmt: skip
                 scale_by_g_prime(below[v_lo:v_hi], a[v_lo:v_hi], hidden)
-            else:
+            elif rows_updated:
                 part += _update_rows(code, theta, first, second, G, offsets, sizes, 0, shares, t, hyper)
-            if level < layers - 1:
+            if level < layers - 1 and rows_updated:
                 part += _update_rows(
                     code, theta, first, second, G, offsets, sizes, level + 1, shares, t, hyper
                 )
             squares += part
+    if not rows_updated:  # one thread, an optimizer that reads G: one update over all of θ
+        squares = apply_update(code, first, second, theta, G, offsets[2 * layers], hyper)
     return loss, squares
 
 
@@ -347,7 +353,7 @@ class BlasStep:
         sizes = net.layer_sizes
         layers = len(sizes) - 1
         self.sizes = np.array([m, *sizes], dtype=np.int64)
-        self.offsets = np.array(parameter_starts(net), dtype=np.int64)
+        self.offsets = np.array([*parameter_starts(net), net.n_regularized], dtype=np.int64)
         lengths = [*(m * s for s in sizes), m * sizes[-1], *(m * s for s in sizes[1:])]
         self.places = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
         self.work = np.zeros(sum(lengths), dtype=net.dtype)

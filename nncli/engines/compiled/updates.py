@@ -31,16 +31,14 @@ def momentum_update(V, theta, G, n_weights, beta, decay, alpha):
 
 
 @fast
-def nesterov_update(V, theta, G, n_weights, beta, decay, alpha):
-    """d = G + decay·Θ (κD, κ = 1 − β), V := β V + d, Θ := Θ − α (β V + d) (``Nesterov``); returns Σ Θ²
-    over the weights before the update."""
+def _nesterov_range(V, theta, G, lo, hi, beta, decay, alpha):
+    """``nesterov_update`` over entries lo…hi, each with the same decay (no branch in the loop, so that it
+    vectorizes); returns their Σ Θ² before the update."""
     squares = 0.0
-    for p in range(theta.size):
+    for p in range(lo, hi):
         t = theta[p]
-        d = G[p]
-        if p < n_weights:
-            squares += t * t
-            d += decay * t
+        squares += t * t
+        d = G[p] + decay * t
         v = beta * V[p] + d
         V[p] = v
         theta[p] = t - alpha * (beta * v + d)
@@ -48,23 +46,45 @@ def nesterov_update(V, theta, G, n_weights, beta, decay, alpha):
 
 
 @fast
-def adam_update(first, second, theta, G, n_weights, beta1, beta2, decay, step_size, correction2, epsilon):
-    """D = G + decay·Θ (κ = 1), m := β₁ m + (1 − β₁) D, v := β₂ v + (1 − β₂) D², Θ := Θ − α m̂ / (√v̂ + ε)
-    (``Adam``), with step_size = α / (1 − β₁ᵗ) and correction2 = 1 − β₂ᵗ; returns Σ Θ² over the weights
-    before the update."""
+def nesterov_update(V, theta, G, n_weights, beta, decay, alpha):
+    """d = G + decay·Θ (κD, κ = 1 − β; G alone on the biases), V := β V + d, Θ := Θ − α (β V + d)
+    (``Nesterov``); returns Σ Θ² over the weights before the update."""
+    squares = _nesterov_range(V, theta, G, 0, n_weights, beta, decay, alpha)
+    _nesterov_range(V, theta, G, n_weights, theta.size, beta, decay * 0, alpha)
+    return squares
+
+
+@fast
+def _adam_range(
+    first, second, theta, G, lo, hi, beta1, beta2, decay, step_size, inverse_correction2, epsilon
+):
+    """``adam_update`` over entries lo…hi, each with the same decay; returns their Σ Θ² before it."""
     squares = 0.0
     one = theta.dtype.type(1.0)
-    for p in range(theta.size):
+    for p in range(lo, hi):
         t = theta[p]
-        d = G[p]
-        if p < n_weights:
-            squares += t * t
-            d += decay * t
+        squares += t * t
+        d = G[p] + decay * t
         m = beta1 * first[p] + (one - beta1) * d
         v = beta2 * second[p] + (one - beta2) * d * d
         first[p] = m
         second[p] = v
-        theta[p] = t - step_size * m / (np.sqrt(v / correction2) + epsilon)
+        theta[p] = t - step_size * m / (np.sqrt(v * inverse_correction2) + epsilon)
+    return squares
+
+
+@fast
+def adam_update(first, second, theta, G, n_weights, beta1, beta2, decay, step_size, correction2, epsilon):
+    """D = G + decay·Θ (κ = 1; G alone on the biases), m := β₁ m + (1 − β₁) D, v := β₂ v + (1 − β₂) D²,
+    Θ := Θ − α m̂ / (√v̂ + ε) (``Adam``), with step_size = α / (1 − β₁ᵗ) and correction2 = 1 − β₂ᵗ; returns
+    Σ Θ² over the weights before the update."""
+    inverse = theta.dtype.type(1.0) / correction2
+    squares = _adam_range(
+        first, second, theta, G, 0, n_weights, beta1, beta2, decay, step_size, inverse, epsilon
+    )
+    _adam_range(
+        first, second, theta, G, n_weights, theta.size, beta1, beta2, decay * 0, step_size, inverse, epsilon
+    )
     return squares
 
 

@@ -30,6 +30,22 @@ EXAMPLES = int(os.environ.get("NNCLI_FUZZ_EXAMPLES", "250"))  # raise it for a l
 CASE_MEMORY = 500 * 2**20  # what one case may allocate, at its peak
 
 
+def loaded_or_refused(load, content, name: str):
+    """``load(path)`` of a file named ``name`` holding ``content`` (text or bytes), within ``CASE_MEMORY``:
+    its result, or None when nncli refused the file with an NncliError (the case's event says why)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        try:
+            with bounded_memory():
+                result = load(path)
+        except NncliError as error:
+            event(f"refused: {str(error).split(': ', 1)[-1][:30]}")
+            return None
+    event("loaded")
+    return result
+
+
 @contextlib.contextmanager
 def bounded_memory():
     """Fail a case whose allocations (Python's and NumPy's, as tracemalloc sees them) peak above
@@ -81,17 +97,10 @@ def config_documents(draw):
 @FUZZ
 @given(config_documents())
 def test_any_config_document_loads_or_is_refused_with_a_config_error(text):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "config.yaml"
-        path.write_text(text)
-        try:
-            with bounded_memory():
-                config = load_config(path)
-        except NncliError as error:
-            event(f"refused: {str(error)[:40]}")
-            return
-        event("loaded")
-        assert config.data.path.is_absolute()
+    config = loaded_or_refused(load_config, text, "config.yaml")
+    if config is None:
+        return
+    assert config.data.path.is_absolute()
 
 
 cells = st.one_of(
@@ -159,19 +168,12 @@ def _write_config(path: Path) -> Path:
 @FUZZ
 @given(csv_bytes())
 def test_any_csv_file_loads_to_finite_arrays_or_is_refused_with_a_data_error(data):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "data.csv"
-        path.write_bytes(data)
-        try:
-            with bounded_memory():
-                prepared = prepare(_data_config(path), "auto", 0)
-        except NncliError as error:
-            event(f"refused: {' '.join(str(error).split()[1:6])}")
-            return
-        event("loaded")
-        X, Y = prepared.train
-        assert np.isfinite(X).all() and np.isfinite(Y).all()  # a constant column gives zeros, not nan
-        assert len(X) == len(Y) >= 2
+    prepared = loaded_or_refused(lambda path: prepare(_data_config(path), "auto", 0), data, "data.csv")
+    if prepared is None:
+        return
+    X, Y = prepared.train
+    assert np.isfinite(X).all() and np.isfinite(Y).all()  # a constant column gives zeros, not nan
+    assert len(X) == len(Y) >= 2
 
 
 @settings(max_examples=60, deadline=20_000, suppress_health_check=[HealthCheck.too_slow])
@@ -221,31 +223,19 @@ def damaged(draw, original: bytes):
 @FUZZ
 @given(damaged(MODEL))
 def test_a_damaged_model_file_loads_or_is_refused_with_a_model_error(data):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.npz"
-        path.write_bytes(data)
-        try:
-            with bounded_memory():
-                model = load_trained_model(path)
-        except NncliError as error:
-            event(f"refused: {str(error).split(':', 1)[0][-40:]}")
-            return
-        event("loaded")
-        X = np.zeros((1, model.network.layer_sizes[0]))
-        assert model.network.forward(X).shape == (1, model.network.layer_sizes[-1])
+    model = loaded_or_refused(load_trained_model, data, "model.npz")
+    if model is None:
+        return
+    X = np.zeros((1, model.network.layer_sizes[0]))
+    assert model.network.forward(X).shape == (1, model.network.layer_sizes[-1])
 
 
 @FUZZ
 @given(damaged(CHECKPOINT))
 def test_a_damaged_checkpoint_loads_or_is_refused(data):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "checkpoint.npz"
-        path.write_bytes(data)
-        try:
-            with bounded_memory():
-                arrays, meta = load_checkpoint(path)
-        except NncliError:
-            return
+    loaded = loaded_or_refused(load_checkpoint, data, "checkpoint.npz")
+    if loaded is not None:
+        arrays, meta = loaded
         assert isinstance(meta, dict) and all(a.dtype.kind == "f" for a in arrays.values())
 
 
@@ -296,17 +286,7 @@ def yaml_with_aliases_and_nesting(draw):
 @FUZZ
 @given(yaml_with_aliases_and_nesting())
 def test_yaml_built_to_expand_or_nest_loads_or_is_refused_with_a_config_error(text):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "config.yaml"
-        path.write_text(text)
-        try:
-            with bounded_memory():
-                load_config(path)
-        except NncliError as error:
-            assert len(str(error)) < 400
-            event(f"refused: {' '.join(str(error).split()[1:4])}")
-            return
-        event("loaded")
+    loaded_or_refused(load_config, text, "config.yaml")
 
 
 HEADERS = st.fixed_dictionaries(
@@ -343,16 +323,7 @@ def crafted_archives(draw, original: bytes):
 @FUZZ
 @given(crafted_archives(MODEL))
 def test_a_model_with_crafted_members_loads_or_is_refused(data):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.npz"
-        path.write_bytes(data)
-        try:
-            with bounded_memory():
-                load_trained_model(path)
-        except NncliError as error:
-            event(f"refused: {str(error).split(': ', 1)[-1][:30]}")
-            return
-        event("loaded")
+    loaded_or_refused(load_trained_model, data, "model.npz")
 
 
 json_values = st.recursive(
@@ -396,17 +367,10 @@ def crafted_records(draw, original: bytes, record: str | None):
 @FUZZ
 @given(crafted_records(MODEL, None))
 def test_a_model_whose_meta_fields_are_crafted_loads_or_is_refused(data):
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "model.npz"
-        path.write_bytes(data)
-        try:
-            with bounded_memory():
-                model = load_trained_model(path)
-        except NncliError as error:
-            event(f"refused: {str(error).split(': ', 1)[-1][:30]}")
-            return
-        event("loaded")
-        assert model.network.forward(np.zeros((1, model.network.layer_sizes[0]))).shape[0] == 1
+    model = loaded_or_refused(load_trained_model, data, "model.npz")
+    if model is None:
+        return
+    assert model.network.forward(np.zeros((1, model.network.layer_sizes[0]))).shape[0] == 1
 
 
 @FUZZ

@@ -347,7 +347,7 @@ class BlasStep:
         if not available(threads):  # the gemm symbols must be known to the linker before a step is loaded
             raise RuntimeError("BlasStep cannot run in this process (see ``available``)")
         self.net, self.optimizer, self.lambda_, self.metric, self.m = net, optimizer, lambda_, metric, m
-        self.first, self.second = state_arrays(optimizer, net.dtype)
+        self.first, self.second = state_arrays(optimizer.state, net.dtype)
         self.gradient = gradient
         self.kernel = step if threads > 1 else serial_step
         sizes = net.layer_sizes

@@ -128,7 +128,7 @@ class CompiledStep:
 
     def __init__(self, net, optimizer, lambda_: float, metric, m: int, gradient: np.ndarray) -> None:
         self.net, self.optimizer, self.lambda_, self.metric, self.m = net, optimizer, lambda_, metric, m
-        self.first, self.second = state_arrays(optimizer, net.dtype)
+        self.first, self.second = state_arrays(optimizer.state, net.dtype)
         self.gradient = gradient
         sizes = net.layer_sizes
         self.sizes = np.array([m, *sizes], dtype=np.int64)

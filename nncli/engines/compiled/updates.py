@@ -116,41 +116,20 @@ def apply_update(code, first, second, theta, G, n_weights, hyper):
     )
 
 
-def state_arrays(optimizer, dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(first, second) as ``apply_update`` takes them (an empty second for one state array)."""
-    state = list(optimizer.state.values())
-    return state[0], state[1] if len(state) > 1 else np.empty(0, dtype=dtype)
+def state_arrays(state: dict, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(first, second) of an optimizer's state arrays (or of views of them) as ``apply_update`` takes
+    them: an empty second for an optimizer with one."""
+    arrays = list(state.values())
+    return arrays[0], arrays[1] if len(arrays) > 1 else np.empty(0, dtype=dtype)
 
 
-def fused_update(optimizer, part, alpha, decay) -> float:
+def fused_update(optimizer, part, alpha, decay) -> float | None:
     """``optimizer.update(part, alpha, decay)`` as one compiled pass over the part, for the optimizers that
     have one; None for the others."""
-    name, state, dtype = optimizer.name, part.state, part.theta.dtype.type
-    if name == "momentum":
-        return momentum_update(
-            state["velocity"],
-            part.theta,
-            part.G,
-            part.n_weights,
-            dtype(optimizer.beta),
-            dtype(decay),
-            dtype(alpha),
-        )
-    if name == "nesterov":
-        return nesterov_update(
-            state["velocity"],
-            part.theta,
-            part.G,
-            part.n_weights,
-            dtype(optimizer.beta),
-            dtype(decay),
-            dtype(alpha),
-        )
-    if name == "adam":
-        correction1, correction2 = optimizer.corrections()
-        return adam_update(
-            state["first_moment"], state["second_moment"], part.theta, part.G, part.n_weights,
-            dtype(optimizer.beta1), dtype(optimizer.beta2), dtype(decay), dtype(alpha / correction1),
-            dtype(correction2), dtype(optimizer.epsilon),
-        )  # fmt: skip
-    return None
+    code = OPTIMIZER_CODES.get(optimizer.name)
+    if code is None:
+        return None
+    dtype = part.theta.dtype
+    hyper = np.array([0.0, optimizer.beta, decay, alpha, *step_scalars(optimizer, alpha)], dtype=dtype)
+    first, second = state_arrays(part.state, dtype)
+    return apply_update(code, first, second, part.theta, part.G, part.n_weights, hyper)

@@ -475,6 +475,7 @@ def test_divergence_from_a_huge_lambda_suggests_a_smaller_lambda(workdir, write_
     assert result.exit_code == 3, result.output
     assert "try a smaller training.lambda (now 1000): each step scales Θ by 1 − α·λ/m = -19" in result.stderr
     assert "training.alpha" not in result.stderr
+    assert "Warning" not in result.stderr  # NumPy's overflow warnings stay inside nncli
 
 
 def test_the_first_ctrl_c_in_gradcheck_says_what_happened(monkeypatch):

@@ -125,17 +125,11 @@ class Plateau(Schedule):
         }
 
     def restore(self, record: dict) -> None:
-        def number(value) -> bool:
-            return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
         ok = (
             isinstance(record, dict)
-            and number(record.get("alpha"))
-            and record["alpha"] > 0
-            and (record.get("best") is None or number(record.get("best")))
-            and isinstance(record.get("stale"), int)
-            and not isinstance(record.get("stale"), bool)
-            and record["stale"] >= 0
+            and _number(0, low_open=True)(record.get("alpha"))
+            and (record.get("best") is None or _number(-math.inf)(record.get("best")))
+            and _whole(0)(record.get("stale"))
         )
         if not ok:
             raise ValueError(

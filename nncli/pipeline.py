@@ -37,7 +37,8 @@ from nncli.io.run_folder import RunFolder
 from nncli.model.gradcheck import GradcheckReport, gradcheck
 from nncli.model.metrics import ACCURACY, Metric, rmse
 from nncli.model.network import Network
-from nncli.training.loop import DIVERGED, EVALUATION_ROWS, INTERRUPTED, EpochRecord, History, Trainer
+from nncli.training.callbacks import DIVERGED, INTERRUPTED
+from nncli.training.loop import EVALUATION_ROWS, EpochRecord, History, Trainer
 from nncli.training.loop import evaluate as evaluate_split
 
 MODEL_FILE, HISTORY_FILE, METRICS_FILE = "model.npz", "history.csv", "metrics.json"

@@ -214,3 +214,22 @@ def test_bad_optimizer_keys_in_a_config_are_named(write_config, text, message):
 def test_every_schedule_type_is_documented_and_constructible():
     for name in SCHEDULES:
         assert checked_schedule({"type": name}, 0.1, rows=10).alpha(0) > 0
+
+
+def test_a_callback_can_stop_a_run_and_say_it_ends_on_the_best_weights():
+    from nncli.training.callbacks import Callback
+
+    class StopAtThree(Callback):
+        def epoch_ended(self, record, state):
+            return "early_stopping" if record.epoch == 3 else None
+
+        def keeps_best(self, reason):
+            return reason == "early_stopping"
+
+    X, Y = problem()
+    trainer = Trainer(Network([4, 5, 3], seed=1), X, Y, alpha=0.05)
+    trainer.callbacks.append(StopAtThree())
+    history = trainer.run(10)
+    assert len(history) == 3 and history.stop_reason == "early_stopping"
+    assert history.best_epoch == trainer.state.best_epoch  # the run ends on the best weights
+    assert trainer.net.theta.tobytes() == trainer.best_theta.tobytes()

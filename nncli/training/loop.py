@@ -1,8 +1,9 @@
-"""The epoch loop: batches, backpropagation, the momentum step, the history. It never prints.
+"""The epoch loop: batches, the steps (``nncli.engines.registry``), the history. It never prints.
 
-One epoch is one pass over the training set in the batch mode's steps. After each step the batch's J
-(with its own m = |B|, as D is) is checked: if it is nan or inf, training stops and the best weights so
-far are put back. The figures recorded per epoch are
+One epoch is one pass over the training set in the batch mode's steps. What may stop a run — the
+divergence guard (a step's J, with its own m = |B| as D has, that is nan or inf), early stopping, a
+signal — and what hears of each epoch (progress, checkpoints) are callbacks (``nncli.training.callbacks``);
+the loop keeps the monitored J's best and the epochs since it improved. The figures recorded per epoch are
 
 - ``train_cost``: the mean of the steps' J_i over the epoch (what scikit-learn reports as ``loss_curve_``;
   in ``batch`` mode, exactly J(Θ) before the epoch's step);
@@ -32,8 +33,15 @@ from nncli.model.network import Network
 from nncli.optim.batches import BATCH_MODES, epoch_batches
 from nncli.optim.optimizers import OPTIMIZERS, check_hyperparameters, make_optimizer
 from nncli.optim.schedules import checked_schedule
-
-COMPLETED, EARLY_STOPPING, DIVERGED, INTERRUPTED = "completed", "early_stopping", "diverged", "interrupted"
+from nncli.training.callbacks import (
+    COMPLETED,
+    Callback,
+    DivergenceGuard,
+    EachEpoch,
+    EarlyStopping,
+    StopRequest,
+    first_reason,
+)
 
 
 @dataclass(frozen=True)
@@ -154,6 +162,10 @@ class Trainer:
         # a step path of nncli.engines.registry to force, and the cores to use (tests, benchmarks); None:
         # chosen, and the cores this process may use
         self.path, self.cores = path, cores
+        # what decides, around every run, to stop early and to end on the best weights
+        self.callbacks: list[Callback] = [DivergenceGuard()]
+        if patience is not None:
+            self.callbacks.append(EarlyStopping(patience))
         self.best_theta = net.copy_params()
         self.epoch_start_theta = net.copy_params()
         self.stop_reason = COMPLETED
@@ -186,23 +198,30 @@ class Trainer:
             self.path,
         )
         self.stop_reason, self.theta_at_stop = COMPLETED, None
-        stopping = should_stop or (lambda: False)
+        callbacks = [
+            *self.callbacks,
+            *([EachEpoch(on_epoch)] if on_epoch is not None else []),
+            *([StopRequest(should_stop)] if should_stop is not None else []),
+        ]
         started = time.perf_counter() - state.seconds
         try:
             with np.errstate(all="ignore"):
-                if self.patience is not None and state.stale >= self.patience:
-                    self.stop_reason = EARLY_STOPPING
+                self.stop_reason = first_reason(c.on_start(state) for c in callbacks) or COMPLETED
                 while state.epoch < epochs and self.stop_reason == COMPLETED:
-                    self._run_epoch(step, stopping, started, on_epoch)
+                    self.stop_reason = self._run_epoch(step, callbacks, started) or COMPLETED
         finally:
             step.close()
             state.seconds = time.perf_counter() - started
-        if self.stop_reason == DIVERGED or (self.patience is not None and self.stop_reason != INTERRUPTED):
+        if self._keeps_best():
             self.theta_at_stop = net.copy_params()
             net.set_params(self.best_theta)
         return self.history()
 
-    def _run_epoch(self, step: Stepper, stopping, started: float, on_epoch) -> None:
+    def _keeps_best(self) -> bool:
+        return any(c.keeps_best(self.stop_reason) for c in self.callbacks)
+
+    def _run_epoch(self, step: Stepper, callbacks: list[Callback], started: float) -> str | None:
+        """One epoch (or the rest of one); returns the reason to stop a callback gave, or None."""
         net, state, X, Y = self.net, self.state, self.X, self.Y
         self.rng.bit_generator.state = state.epoch_rng_state  # the epoch's order, drawn again on resume
         if state.step == 0 and self.validation is None:
@@ -213,33 +232,21 @@ class Trainer:
         for done, rows in enumerate(batches):
             if done < state.step:
                 continue
-            if stopping():
-                self.stop_reason = INTERRUPTED
-                return
+            reason = first_reason(c.before_step() for c in callbacks)
+            if reason is not None:
+                return reason
             J, batch_metric = take_step(X, Y, rows, alpha)
-            if not math.isfinite(J):
-                self.stop_reason = DIVERGED
-                return
+            reason = first_reason(c.after_step(J) for c in callbacks)
+            if reason is not None:
+                return reason
             state.cost_sum += J
             state.metric_sum += batch_metric
             state.step += 1
             state.iteration += 1
-        metric = self.metric
-        val_cost = val_metric = None
-        if self.validation is not None:
-            val_cost, val_metric = evaluate(net, *self.validation, self.lambda_, metric)
-        record = EpochRecord(
-            epoch=state.epoch + 1,
-            iteration=state.iteration,
-            train_cost=state.cost_sum / state.step,
-            val_cost=val_cost,
-            train_metric=metric.finish(state.metric_sum, len(X), Y.shape[1]) if metric else None,
-            val_metric=val_metric,
-            seconds=time.perf_counter() - started,
-        )
-        if not np.isfinite(record.monitored_cost):
-            self.stop_reason = DIVERGED
-            return
+        record = self._record(started)
+        reason = first_reason(c.epoch_ending(record) for c in callbacks)
+        if reason is not None:
+            return reason
         state.epoch += 1
         state.step, state.cost_sum, state.metric_sum = 0, 0.0, 0.0
         state.epoch_rng_state = self.rng.bit_generator.state
@@ -250,20 +257,28 @@ class Trainer:
             self.best_theta[...] = net.theta if self.validation is not None else self.epoch_start_theta
         else:
             state.stale += 1
-        if on_epoch is not None:
-            on_epoch(record)
-        if self.patience is not None and state.stale >= self.patience:
-            self.stop_reason = EARLY_STOPPING
-        elif stopping():
-            self.stop_reason = INTERRUPTED
+        return first_reason(c.epoch_ended(record, state) for c in callbacks)
+
+    def _record(self, started: float) -> EpochRecord:
+        """The figures of the epoch whose steps are done (``EpochRecord``)."""
+        state, X, Y, metric = self.state, self.X, self.Y, self.metric
+        val_cost = val_metric = None
+        if self.validation is not None:
+            val_cost, val_metric = evaluate(self.net, *self.validation, self.lambda_, metric)
+        return EpochRecord(
+            epoch=state.epoch + 1,
+            iteration=state.iteration,
+            train_cost=state.cost_sum / state.step,
+            val_cost=val_cost,
+            train_metric=metric.finish(state.metric_sum, len(X), Y.shape[1]) if metric else None,
+            val_metric=val_metric,
+            seconds=time.perf_counter() - started,
+        )
 
     def history(self) -> History:
         history = History(self.state.records, metric_name=self.metric.name if self.metric else None)
         history.stop_reason = self.stop_reason
-        keeps_best = self.stop_reason == DIVERGED or (
-            self.patience is not None and self.stop_reason != INTERRUPTED
-        )
-        history.best_epoch = self.state.best_epoch if keeps_best else None
+        history.best_epoch = self.state.best_epoch if self._keeps_best() else None
         history.engine = self.state.engine
         return history
 

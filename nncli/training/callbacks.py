@@ -101,3 +101,11 @@ class EachEpoch(Callback):
 def first_reason(answers) -> str | None:
     """The first stop reason of an iterable of answers (evaluated in order, no further)."""
     return next((answer for answer in answers if answer is not None), None)
+
+
+def overriding(callbacks: list[Callback], moment: str) -> list[Callable]:
+    """The bound ``moment`` methods of the callbacks that do something there: the loop asks only these at
+    every step, where a call to a method that answers None would cost as much as the step itself."""
+    return [
+        getattr(c, moment) for c in callbacks if getattr(type(c), moment) is not getattr(Callback, moment)
+    ]

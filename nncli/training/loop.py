@@ -41,6 +41,7 @@ from nncli.training.callbacks import (
     EarlyStopping,
     StopRequest,
     first_reason,
+    overriding,
 )
 
 
@@ -229,16 +230,19 @@ class Trainer:
         batches = epoch_batches(len(X), self.mode, self.batch_size, self.rng)
         take_step = step.take
         alpha = self.schedule.alpha(state.epoch)
+        before, after = overriding(callbacks, "before_step"), overriding(callbacks, "after_step")
         for done, rows in enumerate(batches):
             if done < state.step:
                 continue
-            reason = first_reason(c.before_step() for c in callbacks)
-            if reason is not None:
-                return reason
+            for check in before:
+                reason = check()
+                if reason is not None:
+                    return reason
             J, batch_metric = take_step(X, Y, rows, alpha)
-            reason = first_reason(c.after_step(J) for c in callbacks)
-            if reason is not None:
-                return reason
+            for check in after:
+                reason = check(J)
+                if reason is not None:
+                    return reason
             state.cost_sum += J
             state.metric_sum += batch_metric
             state.step += 1

@@ -28,6 +28,8 @@ ROUTES = [
     ("example", "numpy"),
     ("chunked", "numpy"),
     ("chunked", "compiled"),
+    ("layers", "numpy"),
+    ("layers", "compiled"),
 ]
 assert {path for path, _ in ROUTES} == {path.name for path in PATHS}  # every path of the registry
 

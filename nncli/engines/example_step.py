@@ -26,8 +26,8 @@ from nncli.optim.optimizers import Optimizer
 
 
 def serves(net: Network) -> bool:
-    """Whether this path can train ``net`` (every layer is fully connected)."""
-    return all(type(layer) is Dense for layer in net.layers)
+    """Whether this path can train ``net``: every layer fully connected, the hidden ones of one activation."""
+    return all(type(layer) is Dense for layer in net.layers) and net.hidden is not None
 
 
 @dataclass

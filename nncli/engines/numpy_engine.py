@@ -140,7 +140,8 @@ class NumpyPasses:
     a^(l), δ^(l) and the batch's Y hold one column per example."""
 
     def __init__(self, net: Network) -> None:
-        self.hidden, self.output = net.hidden, net.output
+        self.activations = [layer.activation for layer in net.layers[:-1]]  # g of each hidden layer
+        self.output = net.output
 
     def gather(self, X: np.ndarray, Y: np.ndarray, rows: np.ndarray, X_rows: np.ndarray, Y_columns) -> None:
         """X_rows := X[rows]; Y_columns := Y[rows]ᵀ."""
@@ -149,13 +150,13 @@ class NumpyPasses:
         X.take(rows, axis=0, out=X_rows, mode="clip")
         np.copyto(Y_columns, Y.take(rows, axis=0).T)
 
-    def activate(self, z: np.ndarray, scratch: np.ndarray) -> None:
-        """z := g(z)."""
-        self.hidden.g_inplace(z, scratch)
+    def activate(self, z: np.ndarray, scratch: np.ndarray, layer: int) -> None:
+        """z := g(z), g that of hidden layer ``layer`` (counted from 0)."""
+        self.activations[layer].g_inplace(z, scratch)
 
-    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
-        """δ .*= g′(z), from a = g(z)."""
-        self.hidden.scale_by_g_prime(delta, a, scratch)
+    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray, layer: int) -> None:
+        """δ .*= g′(z), from a = g(z), g that of hidden layer ``layer``."""
+        self.activations[layer].scale_by_g_prime(delta, a, scratch)
 
     def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c: np.floating) -> float:
         """z^(L) := a^(L), δ^(L) := c·(a^(L) − y); returns the loss summed over the examples. z, Y and
@@ -299,7 +300,7 @@ class ChunkedStep:
         for index, layer in enumerate(layers[:-1]):
             z = activations[index]
             layer.forward_columns(a, z)
-            passes.activate(z, scratch[index])
+            passes.activate(z, scratch[index], index)
             a = z
         a_out, delta = activations[-1], deltas[-1]
         layers[-1].forward_columns(a, a_out)
@@ -314,9 +315,32 @@ class ChunkedStep:
             if index > 0:
                 below = deltas[index - 1]
                 layer.propagate_columns(delta, below)
-                passes.scale_by_g_prime(below, below_a, scratch[index - 1])
+                passes.scale_by_g_prime(below, below_a, scratch[index - 1], index - 1)
                 delta = below
         return loss, metric_sum
+
+
+class LayerStep:
+    """Steps of m rows through the layers' own forms (``Network.backprop``, examples as rows): the path for
+    any layer type, since it uses nothing of a layer but the ``Layer`` protocol. The gradient sums are
+    scaled by κ/m into one gradient vector, then ``RangeUpdate`` moves θ."""
+
+    def __init__(self, net: Network, optimizer: Optimizer, lambda_: float, metric, m: int, shared, clip_norm):
+        self.net, self.lambda_, self.metric, self.m = net, lambda_, metric, m
+        gradient = shared.gradients(1)[0]
+        self.views = [view for layer in net.layers for view in net.views(gradient, layer)]
+        self.update = RangeUpdate(net, optimizer, [gradient], shared.passes, None, clip_norm)
+        kappa = optimizer.gradient_scale
+        self.scale, self.decay = kappa / m, kappa * lambda_ / m
+
+    def run(self, X, Y, rows, alpha: float) -> tuple[float, float]:
+        """(J_i of the batch, the metric's batch sum), both before the update."""
+        X_batch, Y_batch = X[rows], Y[rows]
+        loss, grads, a_out = self.net.backprop(X_batch, Y_batch)
+        for view, grad in zip(self.views, grads, strict=True):
+            np.multiply(grad, self.scale, out=view)
+        metric_sum = self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
+        return cost(loss, self.update.run(alpha, self.decay), self.lambda_, self.m), metric_sum
 
 
 def cost(loss: float, squares: float, lambda_: float, m: int) -> float:

@@ -22,9 +22,12 @@ one path wherever it can run, so that tests hold every path to the general one:
 - ``compiled-blas-threaded``: the same, its units shared among numba's threads, for larger mini-batches of
   fewer than ``MIN_ROWS_TO_SPLIT`` rows on more than one core.
 - ``example``: one example a step (m = 1) with vectors, on the ``numpy`` engine.
-- ``chunked``: the general path (``nncli.engines.numpy_engine``): every network, optimizer, clipping and
-  batch size; BLAS products, the rest in NumPy calls or, on the ``compiled`` engine, one compiled pass each
-  (the optimizer's update fused where ``nncli.engines.compiled.updates`` has it).
+- ``chunked``: the general path for stacks of dense layers (``nncli.engines.numpy_engine``): every
+  activation, optimizer, clipping and batch size; BLAS products, the rest in NumPy calls or, on the
+  ``compiled`` engine, one compiled pass each (the optimizer's update fused where
+  ``nncli.engines.compiled.updates`` has it).
+- ``layers``: every network, whatever its layer types, through the ``Layer`` protocol's own forms
+  (``Network.backprop``); a new layer type trains here with no change to the registry.
 
 The paths give the same weights up to rounding (the tests hold each to the general path to 1e-12 in float64,
 for every activation, output, optimizer and batch mode). Each is deterministic for a given machine, so a run
@@ -194,6 +197,19 @@ def _build_example(ctx, lambda_, metric, m, shared):
     )
 
 
+def _dense_stack(ctx: StepContext, m: int) -> bool:
+    """Every layer fully connected: the chunked path's column forms are Dense's."""
+    from nncli.model.layers import Dense
+
+    return all(type(layer) is Dense for layer in ctx.net.layers)
+
+
+def _build_layers(ctx, lambda_, metric, m, shared):
+    from nncli.engines import numpy_engine
+
+    return numpy_engine.LayerStep(ctx.net, ctx.optimizer, lambda_, metric, m, shared, ctx.clip_norm)
+
+
 def _build_chunked(ctx, lambda_, metric, m, shared):
     from nncli.engines import numpy_engine
 
@@ -217,7 +233,8 @@ PATHS = (
         _build_blas(lambda ctx: ctx.cores),
     ),
     Path("example", _example_runs, lambda ctx, m: ctx.engine == "numpy", _build_example),
-    Path("chunked", lambda ctx, m: True, lambda ctx, m: True, _build_chunked),
+    Path("chunked", _dense_stack, lambda ctx, m: True, _build_chunked),
+    Path("layers", lambda ctx, m: True, lambda ctx, m: True, _build_layers),
 )
 PATH_NAMES = tuple(path.name for path in PATHS)
 

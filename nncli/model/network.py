@@ -11,7 +11,6 @@ The gradient is the exact derivative of the J that is reported, hence (λ/m)·Θ
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +19,7 @@ from nncli.cores import blas_controller
 from nncli.errors import NncliError, lookup
 from nncli.model.activations import ACTIVATIONS, Activation
 from nncli.model.initializers import INITIALIZERS, RELU_BIAS, initial_bias
-from nncli.model.layers import Dense
+from nncli.model.layers import Dense, Layer, build_layers
 from nncli.model.losses import OUTPUTS, OutputLoss
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -66,18 +65,50 @@ class Network:
         relu_bias: float = RELU_BIAS,
     ) -> None:
         sizes = _check_layer_sizes(layer_sizes)
+        specs = [{"type": "dense", "units": units} for units in sizes[1:-1]]
+        self._build(
+            sizes[0], specs, sizes[-1], activation, output, initializer, seed, dtype, init_scale, relu_bias
+        )
+
+    @classmethod
+    def from_layers(
+        cls,
+        n_in: int,
+        layers: list[dict],
+        n_out: int,
+        output: str = "softmax",
+        activation: str = "sigmoid",
+        initializer: str = "xavier",
+        seed: int | None = 0,
+        dtype: type | str = np.float64,
+        init_scale: float | None = None,
+        relu_bias: float = RELU_BIAS,
+    ) -> Network:
+        """A network of the hidden layers ``layers`` describes — mappings ``{type: dense, units: N,
+        activation: …}`` (``nncli.model.layers.LAYERS``), each layer's activation ``activation`` unless it
+        names its own — reading n_in inputs, and n_out output units ``output``."""
+        if isinstance(n_in, bool) or not isinstance(n_in, int) or n_in < 1:
+            raise NncliError(f"n_in should be a whole number ≥ 1, got {n_in!r}")
+        if isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1:
+            raise NncliError(f"n_out should be a whole number ≥ 1, got {n_out!r}")
+        net = cls.__new__(cls)
+        net._build(n_in, layers, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias)
+        return net
+
+    def _build(self, n_in, specs, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias):
+        """Build the layers the specs describe and draw their parameters from ``default_rng(seed)``."""
         hidden = lookup(ACTIVATIONS, activation, "activation")
         out = lookup(OUTPUTS, output, "output")
         init = lookup(INITIALIZERS, initializer, "initializer")
         dtype = _check_dtype(dtype)
         rng = np.random.default_rng(seed)
-        layers = [Dense(s_in, s_out) for s_in, s_out in itertools.pairwise(sizes)]
-        self._setup(layers, hidden, out, dtype)
-        for index, layer in enumerate(layers):
-            s_in, s_out = layer.sizes
-            feeds_hidden = index < len(layers) - 1
-            layer.W[...] = init(rng, s_in, s_out, init_scale)
-            layer.b[...] = initial_bias(s_out, feeds_hidden and hidden.relu_family, relu_bias)
+        layers = build_layers(n_in, specs, n_out, hidden)
+        self._setup(layers, out, dtype, hidden)
+        for layer in layers:
+            fan_in, fan_out = layer.fans
+            feeds_relu = layer.activation is not None and layer.activation.relu_family
+            layer.params[0][...] = init(rng, fan_in, fan_out, init_scale).reshape(layer.param_shapes[0])
+            layer.params[1][...] = initial_bias(layer.param_shapes[1][0], feeds_relu, relu_bias)
 
     @classmethod
     def from_weights(
@@ -119,16 +150,21 @@ class Network:
             arrays.append((W, b))
             s_in = W.shape[0]
         net = cls.__new__(cls)
-        net._setup([Dense(W.shape[1], W.shape[0]) for W, _ in arrays], hidden, out, dtype)
+        layers = [Dense(W.shape[1], W.shape[0], hidden) for W, _ in arrays]
+        layers[-1].activation = None  # the output layer's units are the output's
+        net._setup(layers, out, dtype, hidden)
         for layer, (W, b) in zip(net.layers, arrays, strict=True):
             layer.W[...] = W
             layer.b[...] = b
         return net
 
-    def _setup(self, layers: list[Dense], hidden: Activation, output: OutputLoss, dtype) -> None:
-        """Lay every parameter out in one flat vector θ, regularized arrays first, and bind the views."""
+    def _setup(self, layers: list[Layer], output: OutputLoss, dtype, activation: Activation) -> None:
+        """Lay every parameter out in one flat vector θ, regularized arrays first, and bind the views.
+        ``activation`` names the hidden units of a network that has none (as its model file records)."""
         self.layers = layers
-        self.hidden = hidden
+        shared = {layer.activation.name: layer.activation for layer in layers[:-1]} or {None: activation}
+        # the hidden layers' one activation, where they share one (the fast paths need it); else None
+        self.hidden = next(iter(shared.values())) if len(shared) == 1 else None
         self.output = output
         self.dtype = np.dtype(dtype)
         entries = [
@@ -159,8 +195,14 @@ class Network:
     # ----------------------------------------------------------------- structure
 
     @property
-    def activation(self) -> str:
-        return self.hidden.name
+    def activation(self) -> str | None:
+        """The hidden layers' activation, where they share one; None where they differ."""
+        return None if self.hidden is None else self.hidden.name
+
+    @property
+    def layer_specs(self) -> list[dict]:
+        """The hidden layers' specifications, each naming its activation (``Network.from_layers``)."""
+        return [layer.spec() for layer in self.layers[:-1]]
 
     @property
     def output_name(self) -> str:
@@ -245,7 +287,7 @@ class Network:
         """[a^(1), …, a^(L−1)]: a^(1) = X, a^(l+1) = g(z^(l+1)) with z^(l+1) = a^(l) Θ^(l)ᵀ + b^(l)."""
         activations = [X]
         for layer in self.layers[:-1]:
-            activations.append(self.hidden.g(layer.forward(activations[-1])))
+            activations.append(layer.activation.g(layer.forward(activations[-1])))
         return activations
 
     def output_z(self, X: np.ndarray) -> np.ndarray:
@@ -271,7 +313,7 @@ class Network:
             grads[index] = layer.gradient_sums(delta, a)
             if index > 0:
                 delta = layer.propagate(delta)
-                delta *= self.hidden.g_prime(a)
+                delta *= self.layers[index - 1].activation.g_prime(a)
         return loss, [g for layer_grads in grads for g in layer_grads], a_out
 
     def penalty(self, lambda_: float, m: int) -> float:

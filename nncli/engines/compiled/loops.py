@@ -171,10 +171,10 @@ class CompiledPasses:
         gather_rows(X, rows, X_rows)
         gather_columns(Y, rows, Y_columns)
 
-    def activate(self, z: np.ndarray, scratch: np.ndarray) -> None:
+    def activate(self, z: np.ndarray, scratch: np.ndarray, layer: int) -> None:
         activate(z, self.hidden)
 
-    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray) -> None:
+    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray, layer: int) -> None:
         scale_by_g_prime(delta, a, self.hidden)
 
     def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c) -> float:

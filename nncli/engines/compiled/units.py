@@ -208,5 +208,5 @@ def unit_codes(net) -> np.ndarray:
 
 
 def knows_units(net) -> bool:
-    """Whether the kernels have ``net``'s hidden activation and output unit."""
-    return net.hidden.name in HIDDEN_CODES and net.output.name in OUTPUT_CODES
+    """Whether the kernels have ``net``'s hidden activation (one for every hidden layer) and output unit."""
+    return net.hidden is not None and net.hidden.name in HIDDEN_CODES and net.output.name in OUTPUT_CODES

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import nncli.io.datasets as data
@@ -190,6 +190,7 @@ def outcome(path: Path, task: str):
 
 @settings(max_examples=int(os.environ.get("NNCLI_FUZZ_EXAMPLES", "150")), deadline=None)
 @given(tables(), st.sampled_from(["classification", "regression"]))
+@example("a,b,label\n0,0,a\n0,True,a\n", "classification")  # b typed as booleans in one range only
 def test_any_table_reads_the_same_in_ranges_and_as_one_stream(text, task):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "t.csv"

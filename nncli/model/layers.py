@@ -15,9 +15,7 @@ These plain forms take examples as rows, as X has them, and allocate their resul
 forms ``forward_columns(a, out)``, ``gradient_sums_columns(delta, a, outs, ones)`` and
 ``propagate_columns(delta, out)`` compute the same into preallocated arrays, with examples as columns:
 a^(l) is (s_l, m), the lecture's layout of a batch, column i being a^(l) of example i. OpenBLAS runs
-some of a mini-batch's products faster in that layout: on the performance issue's W2, the first layer's
-z took 0.86–1.0 ms instead of 1.13–1.35 ms (float64) while this 2-core machine was loaded, and the same
-when it was quiet; W2's whole step was 6–9 % faster, W3's the same.
+some of a mini-batch's products faster in that layout (``docs/performance.md``).
 
 Gradients are sums over examples, not means, so that sums from separate partitions of a batch can be
 added.
@@ -114,7 +112,7 @@ class Dense(Layer):
         return delta @ self.W
 
     # The training loop's forms, examples as columns. np.matmul, not np.dot: np.dot runs δ aᵀ (a
-    # transposed view) a third slower (W2's first Δ: 1.50 ms against 1.15 ms in float64).
+    # transposed view) slower.
 
     def forward_columns(self, a: np.ndarray, out: np.ndarray) -> None:
         """z^(l+1) = W a^(l) + b, (s_l, m) -> (s_{l+1}, m), into out."""

@@ -389,8 +389,7 @@ def _all_finite(array: np.ndarray) -> bool:
     The row sums (one pass, by BLAS) are all finite unless an entry is nan or ±inf, or a sum of finite
     entries overflows; only then are the minimum and maximum taken (two passes), which are nan or ±inf
     exactly when some entry is. BLAS runs on one thread here: waking its other threads would leave them
-    spinning, for about a tenth of a second, against the training that follows (2.5 ms an epoch, a fifth,
-    on the performance issue's W3).
+    spinning for a while against the training that follows.
     """
     with np.errstate(over="ignore", invalid="ignore"), blas_controller().limit(limits=1, user_api="blas"):
         row_sums = array @ np.ones(array.shape[1], dtype=array.dtype)

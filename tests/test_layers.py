@@ -8,7 +8,7 @@ from reference_training import plain_train
 
 from nncli import Network, gradcheck
 from nncli.errors import NncliError
-from nncli.model.layers import LAYERS, Layer, _activation, _known_keys
+from nncli.model.layers import LAYERS, Layer, activation_of, known_keys
 from nncli.model.losses import OUTPUTS
 from nncli.optim.optimizers import OPTIMIZERS
 from nncli.training.loop import Trainer
@@ -47,10 +47,10 @@ def test_dense_specifications_build_the_network_the_sizes_build():
 @pytest.mark.parametrize(
     ("specs", "message"),
     [
-        ([{"type": "conv2d", "units": 3}], "layer 1's type should be one of dense, got 'conv2d'"),
+        ([{"type": "conv2d", "units": 3}], "layer 1's type should be one of dense, conv, maxpool, avgpool, flatten, got 'conv2d'"),
         ([{"units": 4}, {"units": 0}], "layer 2 (dense) should have units, a whole number ≥ 1, got 0"),
-        ([{"units": 4, "size": 2}], "layer 1 has an unknown key 'size'; allowed: activation, type, units"),
-        ([{"units": 4, "activation": "swish"}], "layer 1's activation should be one of sigmoid"),
+        ([{"units": 4, "size": 2}], "layer 1 (dense) has an unknown key 'size'; allowed: activation, type, units"),
+        ([{"units": 4, "activation": "swish"}], "layer 1 (dense) should have activation, one of sigmoid"),
         (["dense"], "layer 1 should be a mapping such as {type: dense, units: 16}"),
         ({"units": 4}, "layers should be a list of layer specifications"),
     ],
@@ -69,6 +69,7 @@ class ScaledDense(Layer):
     regularized = (True, True)
 
     def __init__(self, s_in, s_out, activation=None):
+        self.in_shape, self.out_shape = (s_in,), (s_out,)
         self.param_shapes = ((s_out, s_in), (s_out,))
         self.activation = activation
 
@@ -78,10 +79,6 @@ class ScaledDense(Layer):
     @property
     def params(self):
         return [self.W, self.s]
-
-    @property
-    def sizes(self):
-        return self.param_shapes[0][1], self.param_shapes[0][0]
 
     @property
     def fans(self):
@@ -97,13 +94,13 @@ class ScaledDense(Layer):
     def gradient_sums(self, delta, a):
         return [(delta * self.s).T @ a, np.sum(delta * (a @ self.W.T), axis=0)]
 
-    def propagate(self, delta):
+    def propagate(self, delta, a=None):
         return (delta * self.s) @ self.W
 
     @classmethod
-    def from_spec(cls, spec, s_in, activation, where):
-        _known_keys(spec, {"type", "units", "activation"}, where)
-        return cls(s_in, spec["units"], _activation(spec, activation, where))
+    def from_spec(cls, spec, in_shape, activation, where):
+        known_keys(spec, {"type", "units", "activation"}, where)
+        return cls(in_shape[0], spec["units"], activation_of(spec, activation, where))
 
 
 @pytest.fixture

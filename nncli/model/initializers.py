@@ -1,4 +1,5 @@
-"""Weight initializers: a table of ``f(rng, s_in, s_out, scale) -> W`` with W of shape (s_out, s_in).
+"""Weight initializers: a table of ``f(rng, s_in, s_out, scale, shape) -> W``, W of shape (s_out, s_in)
+unless ``shape`` gives another (a kernel (F, C, kh, kw), whose fans are C·kh·kw and F·kh·kw).
 
 From the lecture's "Parameter Initialization":
 
@@ -21,33 +22,33 @@ import numpy as np
 
 RELU_BIAS = 0.01
 
-Initializer = Callable[[np.random.Generator, int, int, "float | None"], np.ndarray]
+Initializer = Callable[..., np.ndarray]
 
 
-def zeros(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None) -> np.ndarray:
+def zeros(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
     """Θ = 0."""
-    return np.zeros((s_out, s_in))
+    return np.zeros(shape or (s_out, s_in))
 
 
-def uniform(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None) -> np.ndarray:
+def uniform(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
     """Θ ~ U(−ε, ε), ε = √6 / √(s_in + s_out) by default."""
     epsilon = np.sqrt(6.0) / np.sqrt(s_in + s_out) if scale is None else scale
-    return rng.uniform(-epsilon, epsilon, size=(s_out, s_in))
+    return rng.uniform(-epsilon, epsilon, size=shape or (s_out, s_in))
 
 
-def normal(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None) -> np.ndarray:
+def normal(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
     """Θ ~ N(0, σ), σ = 0.1 by default."""
-    return rng.normal(0.0, 0.1 if scale is None else scale, size=(s_out, s_in))
+    return rng.normal(0.0, 0.1 if scale is None else scale, size=shape or (s_out, s_in))
 
 
-def xavier(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None) -> np.ndarray:
+def xavier(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
     """Θ ~ N(0, √(2 / (s_in + s_out)))."""
-    return rng.normal(0.0, np.sqrt(2.0 / (s_in + s_out)), size=(s_out, s_in))
+    return rng.normal(0.0, np.sqrt(2.0 / (s_in + s_out)), size=shape or (s_out, s_in))
 
 
-def he(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None) -> np.ndarray:
+def he(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
     """Θ ~ N(0, √(2 / s_in))."""
-    return rng.normal(0.0, np.sqrt(2.0 / s_in), size=(s_out, s_in))
+    return rng.normal(0.0, np.sqrt(2.0 / s_in), size=shape or (s_out, s_in))
 
 
 INITIALIZERS: dict[str, Initializer] = {

@@ -11,6 +11,7 @@ The gradient is the exact derivative of the J that is reported, hence (λ/m)·Θ
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from nncli.cores import blas_controller
 from nncli.errors import NncliError, lookup
 from nncli.model.activations import ACTIVATIONS, Activation
 from nncli.model.initializers import INITIALIZERS, RELU_BIAS, initial_bias
-from nncli.model.layers import Dense, Layer, build_layers
+from nncli.model.layers import Dense, Layer, build_layers, input_shape_of
 from nncli.model.losses import OUTPUTS, OutputLoss
 
 DTYPES = {"float64": np.float64, "float32": np.float32}
@@ -46,7 +47,8 @@ class GradientSums:
 
 
 class Network:
-    """A fully connected network of layer sizes [s_1, …, s_L].
+    """A network of layer sizes [s_1, …, s_L]: fully connected (``Network(sizes)``), or of any layers —
+    convolution, pooling, dense — built from their specifications (``Network.from_layers``).
 
     Hidden units use ``activation`` (a key of ``ACTIVATIONS``); the output units and their loss are
     ``output`` (a key of ``OUTPUTS``). Weights come from ``initializer`` (a key of ``INITIALIZERS``,
@@ -67,15 +69,15 @@ class Network:
         sizes = _check_layer_sizes(layer_sizes)
         specs = [{"type": "dense", "units": units} for units in sizes[1:-1]]
         self._build(
-            sizes[0], specs, sizes[-1], activation, output, initializer, seed, dtype, init_scale, relu_bias
+            (sizes[0],), specs, sizes[-1], activation, output, initializer, seed, dtype, init_scale, relu_bias
         )
 
     @classmethod
     def from_layers(
         cls,
-        n_in: int,
-        layers: list[dict],
-        n_out: int,
+        n_in: int | None = None,
+        layers: list[dict] | None = None,
+        n_out: int = 1,
         output: str = "softmax",
         activation: str = "sigmoid",
         initializer: str = "xavier",
@@ -83,31 +85,45 @@ class Network:
         dtype: type | str = np.float64,
         init_scale: float | None = None,
         relu_bias: float = RELU_BIAS,
+        input_shape: tuple[int, ...] | None = None,
     ) -> Network:
-        """A network of the hidden layers ``layers`` describes — mappings ``{type: dense, units: N,
-        activation: …}`` (``nncli.model.layers.LAYERS``), each layer's activation ``activation`` unless it
-        names its own — reading n_in inputs, and n_out output units ``output``."""
-        if isinstance(n_in, bool) or not isinstance(n_in, int) or n_in < 1:
-            raise NncliError(f"n_in should be a whole number ≥ 1, got {n_in!r}")
+        """A network of the hidden layers ``layers`` describes — mappings such as ``{type: dense, units: N}``,
+        ``{type: conv, filters: F, kernel: k, stride: 1, padding: same}``, ``{type: maxpool, size: 2}``
+        (``nncli.model.layers.LAYERS``), each layer's activation ``activation`` unless it names its own —
+        and n_out output units ``output``. It reads n_in values, or images of ``input_shape`` (C, H, W) or
+        (H, W) given as rows of C·H·W values, channels first and row-major."""
+        if input_shape is None:
+            if isinstance(n_in, bool) or not isinstance(n_in, int) or n_in < 1:
+                raise NncliError(f"n_in should be a whole number ≥ 1, got {n_in!r}")
+            input_shape = (n_in,)
+        input_shape = input_shape_of(list(input_shape) if isinstance(input_shape, tuple) else input_shape)
+        if n_in is not None and n_in != math.prod(input_shape):
+            raise NncliError(f"n_in {n_in!r} is not the size of input_shape {list(input_shape)}")
         if isinstance(n_out, bool) or not isinstance(n_out, int) or n_out < 1:
             raise NncliError(f"n_out should be a whole number ≥ 1, got {n_out!r}")
         net = cls.__new__(cls)
-        net._build(n_in, layers, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias)
+        net._build(
+            input_shape, [] if layers is None else layers, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias
+        )
         return net
 
-    def _build(self, n_in, specs, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias):
-        """Build the layers the specs describe and draw their parameters from ``default_rng(seed)``."""
+    def _build(self, in_shape, specs, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias):
+        """Build the layers the specs describe and draw their parameters from ``default_rng(seed)``, layer by
+        layer: the weights (or kernels) from the initializer with the layer's fans, the biases as
+        ``initial_bias`` says."""
         hidden = lookup(ACTIVATIONS, activation, "activation")
         out = lookup(OUTPUTS, output, "output")
         init = lookup(INITIALIZERS, initializer, "initializer")
         dtype = _check_dtype(dtype)
         rng = np.random.default_rng(seed)
-        layers = build_layers(n_in, specs, n_out, hidden)
+        layers = build_layers(in_shape, specs, n_out, hidden)
         self._setup(layers, out, dtype, hidden)
         for layer in layers:
+            if not layer.params:
+                continue
             fan_in, fan_out = layer.fans
             feeds_relu = layer.activation is not None and layer.activation.relu_family
-            layer.params[0][...] = init(rng, fan_in, fan_out, init_scale).reshape(layer.param_shapes[0])
+            layer.params[0][...] = init(rng, fan_in, fan_out, init_scale, layer.param_shapes[0])
             layer.params[1][...] = initial_bias(layer.param_shapes[1][0], feeds_relu, relu_bias)
 
     @classmethod
@@ -162,7 +178,9 @@ class Network:
         """Lay every parameter out in one flat vector θ, regularized arrays first, and bind the views.
         ``activation`` names the hidden units of a network that has none (as its model file records)."""
         self.layers = layers
-        shared = {layer.activation.name: layer.activation for layer in layers[:-1]} or {None: activation}
+        shared = {
+            layer.activation.name: layer.activation for layer in layers[:-1] if layer.activation is not None
+        } or {None: activation}
         # the hidden layers' one activation, where they share one (the fast paths need it); else None
         self.hidden = next(iter(shared.values())) if len(shared) == 1 else None
         self.output = output
@@ -205,6 +223,16 @@ class Network:
         return [layer.spec() for layer in self.layers[:-1]]
 
     @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The shape of one example as the first layer reads it: (n,), or an image's (C, H, W)."""
+        return self.layers[0].in_shape
+
+    @property
+    def parameterized(self) -> list[Layer]:
+        """The layers that have parameters, in order (pooling and flatten have none)."""
+        return [layer for layer in self.layers if layer.params]
+
+    @property
     def output_name(self) -> str:
         return self.output.name
 
@@ -214,13 +242,14 @@ class Network:
 
     @property
     def weights(self) -> list[np.ndarray]:
-        """W^(l) for l = 1..L−1, each (s_{l+1}, s_l): Θ^(l) without its bias column."""
-        return [layer.W for layer in self.layers]
+        """W^(l) of each layer with parameters, in order: Θ^(l) without its bias column, (s_{l+1}, s_l) for a
+        dense layer and (F, C, kh, kw) for a convolution's kernels. Writable views into θ."""
+        return [layer.params[0] for layer in self.parameterized]
 
     @property
     def biases(self) -> list[np.ndarray]:
-        """b^(l) for l = 1..L−1, each (s_{l+1},): Θ^(l)'s bias column."""
-        return [layer.b for layer in self.layers]
+        """b^(l) of each layer with parameters, in order: (s_{l+1},), or (F,) for a convolution."""
+        return [layer.params[1] for layer in self.parameterized]
 
     @property
     def params(self) -> list[np.ndarray]:
@@ -233,10 +262,8 @@ class Network:
         return [flag for layer in self.layers for flag in layer.regularized]
 
     def param_names(self) -> list[str]:
-        names = []
-        for number, layer in enumerate(self.layers, start=1):
-            names += [f"{kind}{number}" for kind in ("W", "b")[: len(layer.params)]]
-        return names
+        """W1, b1, W2, b2, …, numbering the layers that have parameters."""
+        return [f"{kind}{number}" for number in range(1, len(self.parameterized) + 1) for kind in "Wb"]
 
     def copy_params(self) -> np.ndarray:
         """A copy of θ, every parameter in one vector."""
@@ -284,10 +311,12 @@ class Network:
     # ----------------------------------------------------------------- engine (inputs trusted)
 
     def hidden_activations(self, X: np.ndarray) -> list[np.ndarray]:
-        """[a^(1), …, a^(L−1)]: a^(1) = X, a^(l+1) = g(z^(l+1)) with z^(l+1) = a^(l) Θ^(l)ᵀ + b^(l)."""
+        """[a^(1), …, a^(L−1)]: a^(1) = X, a^(l+1) = g(z^(l+1)) with z^(l+1) the layer's forward of a^(l)
+        (a^(l) Θ^(l)ᵀ + b^(l) for a dense layer); a layer without units passes z^(l+1) on as it is."""
         activations = [X]
         for layer in self.layers[:-1]:
-            activations.append(layer.activation.g(layer.forward(activations[-1])))
+            z = layer.forward(activations[-1])
+            activations.append(z if layer.activation is None else layer.activation.g(z))
         return activations
 
     def output_z(self, X: np.ndarray) -> np.ndarray:
@@ -302,7 +331,8 @@ class Network:
     def backprop(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, list[np.ndarray], np.ndarray]:
         """One FP/BP pass: (Σ_i loss^(i), per-parameter gradient sums, a^(L)).
 
-        δ^(L) = a^(L) − y;  δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g′(z^(l));  Δ^(l) = Σ_i δ^(l+1) (a^(l))ᵀ.
+        δ^(L) = a^(L) − y;  δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g′(z^(l));  Δ^(l) = Σ_i δ^(l+1) (a^(l))ᵀ, each layer
+        computing its own Δ and its own error passed down (``Layer.gradient_sums``, ``Layer.propagate``).
         """
         activations = self.hidden_activations(X)
         a_out, loss = self.output.activate_and_loss(self.layers[-1].forward(activations[-1]), Y)
@@ -312,8 +342,10 @@ class Network:
             layer, a = self.layers[index], activations[index]
             grads[index] = layer.gradient_sums(delta, a)
             if index > 0:
-                delta = layer.propagate(delta)
-                delta *= self.layers[index - 1].activation.g_prime(a)
+                delta = layer.propagate(delta, a)
+                below = self.layers[index - 1].activation
+                if below is not None:
+                    delta *= below.g_prime(a)
         return loss, [g for layer_grads in grads for g in layer_grads], a_out
 
     def penalty(self, lambda_: float, m: int) -> float:

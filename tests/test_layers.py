@@ -47,9 +47,15 @@ def test_dense_specifications_build_the_network_the_sizes_build():
 @pytest.mark.parametrize(
     ("specs", "message"),
     [
-        ([{"type": "conv2d", "units": 3}], "layer 1's type should be one of dense, conv, maxpool, avgpool, flatten, got 'conv2d'"),
+        (
+            [{"type": "conv2d", "units": 3}],
+            "layer 1's type should be one of dense, conv, maxpool, avgpool, flatten, got 'conv2d'",
+        ),
         ([{"units": 4}, {"units": 0}], "layer 2 (dense) should have units, a whole number ≥ 1, got 0"),
-        ([{"units": 4, "size": 2}], "layer 1 (dense) has an unknown key 'size'; allowed: activation, type, units"),
+        (
+            [{"units": 4, "size": 2}],
+            "layer 1 (dense) has an unknown key 'size'; allowed: activation, type, units",
+        ),
         ([{"units": 4, "activation": "swish"}], "layer 1 (dense) should have activation, one of sigmoid"),
         (["dense"], "layer 1 should be a mapping such as {type: dense, units: 16}"),
         ({"units": 4}, "layers should be a list of layer specifications"),

@@ -25,23 +25,31 @@ RELU_BIAS = 0.01
 Initializer = Callable[..., np.ndarray]
 
 
-def zeros(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
+def zeros(
+    rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None
+) -> np.ndarray:
     """Θ = 0."""
     return np.zeros(shape or (s_out, s_in))
 
 
-def uniform(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
+def uniform(
+    rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None
+) -> np.ndarray:
     """Θ ~ U(−ε, ε), ε = √6 / √(s_in + s_out) by default."""
     epsilon = np.sqrt(6.0) / np.sqrt(s_in + s_out) if scale is None else scale
     return rng.uniform(-epsilon, epsilon, size=shape or (s_out, s_in))
 
 
-def normal(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
+def normal(
+    rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None
+) -> np.ndarray:
     """Θ ~ N(0, σ), σ = 0.1 by default."""
     return rng.normal(0.0, 0.1 if scale is None else scale, size=shape or (s_out, s_in))
 
 
-def xavier(rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None) -> np.ndarray:
+def xavier(
+    rng: np.random.Generator, s_in: int, s_out: int, scale: float | None = None, shape=None
+) -> np.ndarray:
     """Θ ~ N(0, √(2 / (s_in + s_out)))."""
     return rng.normal(0.0, np.sqrt(2.0 / (s_in + s_out)), size=shape or (s_out, s_in))
 

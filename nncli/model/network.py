@@ -103,11 +103,22 @@ class Network:
             raise NncliError(f"n_out should be a whole number ≥ 1, got {n_out!r}")
         net = cls.__new__(cls)
         net._build(
-            input_shape, [] if layers is None else layers, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias
+            input_shape,
+            [] if layers is None else layers,
+            n_out,
+            activation,
+            output,
+            initializer,
+            seed,
+            dtype,
+            init_scale,
+            relu_bias,
         )
         return net
 
-    def _build(self, in_shape, specs, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias):
+    def _build(
+        self, in_shape, specs, n_out, activation, output, initializer, seed, dtype, init_scale, relu_bias
+    ):
         """Build the layers the specs describe and draw their parameters from ``default_rng(seed)``, layer by
         layer: the weights (or kernels) from the initializer with the layer's fans, the biases as
         ``initial_bias`` says."""

@@ -49,7 +49,8 @@ def input_shape_of(value) -> tuple[int, ...]:
         and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in shape)
     ):
         raise NncliError(
-            f"an input shape should be a whole number ≥ 1 or a list [C, H, W] or [H, W] of them, got {shown(value)}"
+            f"an input shape should be a whole number ≥ 1 or a list [C, H, W] or [H, W] of them, "
+            f"got {shown(value)}"
         )
     return (1, *shape) if len(shape) == 2 else tuple(shape)
 

@@ -79,7 +79,9 @@ def activation_of(spec: dict, default: Activation | None, where: str) -> Activat
     if name is None:
         return default
     if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise NncliError(f"{where} should have activation, one of {', '.join(ACTIVATIONS)}, got {shown(name)}")
+        raise NncliError(
+            f"{where} should have activation, one of {', '.join(ACTIVATIONS)}, got {shown(name)}"
+        )
     return ACTIVATIONS[name]
 
 
@@ -94,10 +96,7 @@ def whole_number(spec: dict, key: str, default, where: str, low: int = 1) -> int
 def pair(spec: dict, key: str, default, where: str) -> tuple[int, int]:
     """``spec[key]`` as (height, width): a whole number ≥ 1 for both, or a list of two."""
     value = spec.get(key, default)
-    if isinstance(value, list | tuple) and len(value) == 2:
-        values = tuple(value)
-    else:
-        values = (value, value)
+    values = tuple(value) if isinstance(value, list | tuple) and len(value) == 2 else (value, value)
     if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in values):
         raise NncliError(
             f"{where} should have {key}, a whole number ≥ 1 or a list [height, width] of them, "

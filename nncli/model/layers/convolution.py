@@ -71,7 +71,13 @@ class Convolution(Layer):
     ) -> None:
         C, H, W = in_shape
         kh, kw = kernel
-        self.in_shape, self.filters, self.kernel, self.stride, self.padding = in_shape, filters, kernel, stride, padding
+        self.in_shape, self.filters, self.kernel, self.stride, self.padding = (
+            in_shape,
+            filters,
+            kernel,
+            stride,
+            padding,
+        )
         if padding == "same":
             self.pad_h, self.pad_w = same_padding(H, kh, stride), same_padding(W, kw, stride)
         else:

@@ -52,9 +52,12 @@ class Dense(Layer):
         return spec
 
     @classmethod
-    def from_spec(cls, spec: dict, in_shape: tuple[int, ...], activation: Activation | None, where: str) -> Dense:
-        """``{type: dense, units: N, activation: …}``: a dense layer of N units reading every value of ``in_shape`` (an image
-        flattened, as PyTorch's ``flatten`` orders it); ``activation`` is its g unless the spec names one."""
+    def from_spec(
+        cls, spec: dict, in_shape: tuple[int, ...], activation: Activation | None, where: str
+    ) -> Dense:
+        """``{type: dense, units: N, activation: …}``: a dense layer of N units reading every value of
+        ``in_shape`` (an image flattened, as PyTorch's ``flatten`` orders it); ``activation`` is its g unless
+        the spec names one."""
         known_keys(spec, {"type", "units", "activation"}, where)
         units = whole_number(spec, "units", None, where)
         return cls(math.prod(in_shape), units, activation_of(spec, activation, where))

@@ -165,4 +165,3 @@ class Flatten(Layer):
 
     def propagate(self, delta: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
         return delta
-

@@ -337,9 +337,9 @@ def predict(model, data, output, proba):
 @click.option(
     "--epsilon",
     type=click.FloatRange(min=0, min_open=True),
-    default=DEFAULT_EPSILON,
-    show_default=True,
-    help="ε of the centred differences.",
+    default=None,
+    help=f"ε of the centred differences. [default: {DEFAULT_EPSILON:g}; with CONFIG, divided by the sample's "
+    f"largest |x| where it is above 1, so that ε·x stays {DEFAULT_EPSILON:g}]",
 )
 @click.option(
     "--tolerance",
@@ -383,7 +383,8 @@ def gradcheck(config, epsilon, tolerance, samples, max_params):
     if config is None:
         net, X, Y = lecture_check_problem()
         runs = [
-            (f"lecture check network, λ = {lam:g}", net, check(net, X, Y, lam, epsilon)) for lam in (0.0, 3.0)
+            (f"lecture check network, λ = {lam:g}", net, check(net, X, Y, lam, epsilon or DEFAULT_EPSILON))
+            for lam in (0.0, 3.0)
         ]
     else:
         cfg = load_config(config)
@@ -399,10 +400,8 @@ def gradcheck(config, epsilon, tolerance, samples, max_params):
 
 
 def format_report(title, net, report, tolerance, ok) -> str:
-    sizes = "-".join(map(str, net.layer_sizes))
     lines = [
-        f"{title}: {sizes} {net.activation}/{net.output_name}, "
-        f"ε = {report.epsilon:g}, tolerance {tolerance:g}",
+        f"{title}: {net.describe()}, ε = {report.epsilon:.3g}, tolerance {tolerance:g}",
         f"  {'array':<6} {'checked':>12}  relative difference",
     ]
     for a in report.arrays:
@@ -410,6 +409,11 @@ def format_report(title, net, report, tolerance, ok) -> str:
     lines.append(
         f"  {'all':<6} {report.checked:>12}  {report.relative_difference:.3e}  {'PASS' if ok else 'FAIL'}"
     )
+    if report.at_kinks:
+        lines.append(
+            f"  {report.at_kinks} parameter(s) left out: their probes crossed a ReLU kink or moved a "
+            f"max-pooling window's maximum at every ε tried, where a centred difference means nothing"
+        )
     return "\n".join(lines)
 
 

@@ -18,9 +18,10 @@ from typing import Any
 import yaml
 
 from nncli.engines.registry import ENGINES
-from nncli.errors import ConfigError, shown
+from nncli.errors import ConfigError, NncliError, shown
 from nncli.model.activations import ACTIVATIONS
 from nncli.model.initializers import INITIALIZERS, RELU_BIAS
+from nncli.model.layers import NeedsImages, build_layers, input_shape_of
 from nncli.model.losses import OUTPUTS
 from nncli.model.network import DTYPES
 from nncli.optim.batches import BATCH_MODES
@@ -135,6 +136,24 @@ def layer_sizes(value, path, base):
     return tuple(value)
 
 
+def image_shape(value, path, base):
+    """An image's shape [C, H, W] or [H, W] (one channel), as (C, H, W)."""
+    if not (isinstance(value, list) and len(value) in (2, 3)):
+        raise _fail(path, "an image's shape [C, H, W], or [H, W] for one channel", value)
+    try:
+        return input_shape_of(value)
+    except NncliError:
+        raise _fail(path, "an image's shape [C, H, W] or [H, W] of whole numbers ≥ 1", value) from None
+
+
+def layer_list(value, path, base):
+    """A non-empty list of layer specifications (mappings); each is checked against the shapes it reads
+    once the whole config is read (``check_layers``)."""
+    if not isinstance(value, list) or not value or not all(isinstance(spec, dict) for spec in value):
+        raise _fail(path, "a list of layer mappings such as [{type: conv, filters: 8, kernel: 3}]", value)
+    return tuple(dict(spec) for spec in value)
+
+
 def delimiter(value, path, base):
     if not isinstance(value, str) or len(value) != 1 or value in '\r\n"':
         raise _fail(path, "one character such as ',' ';' or '\\t'", value)
@@ -185,6 +204,12 @@ class DataConfig:
     standardize: bool = option(
         True, boolean, "standardize features (and a regression target) with the training split's mean/std"
     )
+    input_shape: tuple[int, int, int] | None = option(
+        None,
+        optional(image_shape),
+        "each row's features, in file order, read as an image [C, H, W] or [H, W] (channels first, "
+        "row-major); null = a vector",
+    )
     delimiter: str = option(",", delimiter, "the CSV field separator")
     encoding: str = option("utf-8", text, "the CSV files' text encoding")
 
@@ -194,7 +219,17 @@ class ModelConfig:
     hidden: tuple[int, ...] = option(
         (8,), layer_sizes, "hidden layer sizes; input and output sizes come from the data"
     )
-    activation: str = option("sigmoid", choice(ACTIVATIONS), "hidden units' g: " + ", ".join(ACTIVATIONS))
+    layers: tuple[dict, ...] | None = option(
+        None,
+        optional(layer_list),
+        "the hidden layers as a list instead of model.hidden: "
+        "{type: conv|maxpool|avgpool|flatten|dense, …} (see Layers)",
+    )
+    activation: str = option(
+        "sigmoid",
+        choice(ACTIVATIONS),
+        "hidden units' g (a layer may name its own): " + ", ".join(ACTIVATIONS),
+    )
     output: str = option(
         "auto",
         choice(["auto", *OUTPUTS]),
@@ -499,11 +534,33 @@ def validate(document: dict, base: Path, source: Path | None = None) -> Config:
     data = sections["data"]
     if data.validation is not None and data.validation_split > 0:
         raise ConfigError("data.validation and data.validation_split are both set; keep one of them")
+    model = sections["model"]
+    if model.layers is not None and "hidden" in (document.get("model") or {}):
+        raise ConfigError("model.hidden and model.layers are both set; keep one of them")
+    check_layers(model, data.input_shape)
     output = sections["output"]
     if output.dir is None:
         stem = source.stem if source is not None else "run"
         sections["output"] = dataclasses.replace(output, dir=Path("runs") / stem)
     return Config(**sections, source=source)
+
+
+def check_layers(model: ModelConfig, input_shape: tuple[int, int, int] | None) -> None:
+    """Refuse model.layers that cannot work on inputs of ``input_shape`` (unknown until the data is read
+    when null: a vector), naming the layer by its position and type and the shapes."""
+    if model.layers is None:
+        return
+    try:
+        build_layers(input_shape or (1,), list(model.layers), 1, ACTIVATIONS[model.activation])
+    except NeedsImages as error:
+        if input_shape is None:
+            raise ConfigError(
+                f"model.layers: {error.where} reads images, so data.input_shape should give their shape "
+                f"[C, H, W] or [H, W]"
+            ) from None
+        raise ConfigError(f"model.layers: {error}") from None
+    except NncliError as error:
+        raise ConfigError(f"model.layers: {error}") from None
 
 
 def _assign(document: dict, dotted: str, value: Any, origin: str) -> None:

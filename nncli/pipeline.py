@@ -5,8 +5,8 @@ check a config's gradients. ``cli.py`` parses arguments, calls one of these and 
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +34,9 @@ from nncli.io.datasets import (
 from nncli.io.files import atomic_write_text
 from nncli.io.model_file import load_checkpoint, load_model, save_checkpoint, save_model
 from nncli.io.run_folder import RunFolder
-from nncli.model.gradcheck import GradcheckReport, gradcheck
+from nncli.model.activations import ACTIVATIONS
+from nncli.model.gradcheck import DEFAULT_EPSILON, GradcheckReport, gradcheck
+from nncli.model.layers import build_layers
 from nncli.model.metrics import ACCURACY, Metric, rmse
 from nncli.model.network import Network
 from nncli.training.callbacks import DIVERGED, INTERRUPTED
@@ -67,10 +69,33 @@ def metric_for(pre: Preprocessing) -> Metric:
     return ACCURACY if pre.task == "classification" else rmse(pre.target_std)
 
 
-def build_network(config: Config, prepared: PreparedData, dtype: str | None = None) -> Network:
+def input_shape(config: Config, prepared: PreparedData) -> tuple[int, ...]:
+    """The shape the network reads one row as: data.input_shape, whose size must be the feature count, or
+    the features as a vector."""
     n_in = len(prepared.preprocessing.features)
-    return Network(
-        [n_in, *config.model.hidden, prepared.preprocessing.output_units],
+    shape = config.data.input_shape
+    if shape is None:
+        return (n_in,)
+    if math.prod(shape) != n_in:
+        raise NncliError(
+            f"data.input_shape {list(shape)} reads {math.prod(shape)} values a row, but the data has {n_in} "
+            f"feature columns; fix data.input_shape, or list the image's columns in data.features"
+        )
+    return shape
+
+
+def layer_specs(config: Config) -> list[dict]:
+    """The hidden layers' specifications: model.layers, or model.hidden's dense layers."""
+    if config.model.layers is not None:
+        return [dict(spec) for spec in config.model.layers]
+    return [{"type": "dense", "units": units} for units in config.model.hidden]
+
+
+def build_network(config: Config, prepared: PreparedData, dtype: str | None = None) -> Network:
+    return Network.from_layers(
+        input_shape=input_shape(config, prepared),
+        layers=layer_specs(config),
+        n_out=prepared.preprocessing.output_units,
         activation=config.model.activation,
         output=prepared.output,
         initializer=config.model.initializer,
@@ -92,21 +117,29 @@ def check_memory(config: Config, prepared: PreparedData, available: int | None =
     available = available_memory() if available is None else available
     if available is None:
         return
-    sizes = [len(prepared.preprocessing.features), *config.model.hidden, prepared.preprocessing.output_units]
+    layers = build_layers(
+        input_shape(config, prepared),
+        layer_specs(config),
+        prepared.preprocessing.output_units,
+        ACTIVATIONS[config.model.activation],
+    )  # shapes only: no parameter is allocated
+    sizes = [layers[0].sizes[0], *(layer.sizes[1] for layer in layers)]
     itemsize = np.dtype(config.model.dtype).itemsize
     m = len(prepared.train[0])
     rows = m if config.training.batch == "batch" else min(m, config.training.batch_size)
     rows = max(rows, min(m, EVALUATION_ROWS))
-    weights = [(s_in + 1) * s_out for s_in, s_out in itertools.pairwise(sizes)]
-    need = (PARAMETER_COPIES * sum(weights) + ACTIVATION_COPIES * rows * sum(sizes)) * itemsize
+    weights = [sum(math.prod(shape) for shape in layer.param_shapes) for layer in layers]
+    per_row = ACTIVATION_COPIES * sum(sizes) + sum(layer.workspace for layer in layers)
+    need = (PARAMETER_COPIES * sum(weights) + rows * per_row) * itemsize
     if need <= available:
         return
     largest = max(range(len(weights)), key=weights.__getitem__)
+    key = "model.layers" if config.model.layers is not None else "model.hidden"
     raise NncliError(
         f"the network {'-'.join(map(str, sizes))} needs about {_bytes(need)} of memory for its parameters "
         f"and buffers, more than the {_bytes(available)} free here; its layer {largest + 1} "
-        f"({sizes[largest]} → {sizes[largest + 1]} units, {weights[largest]:,} weights) is the largest: "
-        f"make model.hidden smaller"
+        f"({sizes[largest]} → {sizes[largest + 1]} values, {weights[largest]:,} parameters) is the largest: "
+        f"make {key} smaller"
     )
 
 
@@ -398,7 +431,9 @@ class _RunFiles:
         meta = {
             "nncli_version": __version__,
             "layer_sizes": net.layer_sizes,
-            "activation": net.activation,
+            "input_shape": list(net.input_shape),
+            "layers": net.layer_specs,
+            "activation": self.config.model.activation,
             "output": net.output_name,
             "dtype": str(net.dtype),
             **self.prepared.preprocessing.to_meta(),
@@ -467,10 +502,35 @@ class HistoryCsv:
         return "".join(self.lines)
 
 
+def network_from_arrays(meta: dict, weights: list[np.ndarray], biases: list[np.ndarray]) -> Network:
+    """The network a model file describes: its layers from the meta record (a stack of dense layers in
+    files of format 1), its parameters from the arrays, each checked against the shape its layer has."""
+    if "layers" not in meta:
+        return Network.from_weights(weights, biases, meta["activation"], meta["output"])
+    first = weights[0].dtype if weights else np.float64
+    network = Network.from_layers(
+        input_shape=tuple(meta["input_shape"]),
+        layers=meta["layers"],
+        n_out=meta["layer_sizes"][-1],
+        output=meta["output"],
+        activation=meta["activation"],
+        initializer="zeros",
+        dtype=first if first in (np.float32, np.float64) else np.float64,
+    )
+    if len(weights) != len(network.weights):
+        raise NncliError(f"its layers have {len(network.weights)} weight arrays, it holds {len(weights)}")
+    arrays = [array for pair in zip(weights, biases, strict=True) for array in pair]
+    for name, param, array in zip(network.param_names(), network.params, arrays, strict=True):
+        if array.shape != param.shape or not np.isfinite(array).all():
+            raise NncliError(f"{name} should be finite with shape {param.shape}, got {array.shape}")
+        param[...] = array
+    return network
+
+
 def load_trained_model(path: Path) -> Model:
     weights, biases, meta = load_model(path)
     try:
-        network = Network.from_weights(weights, biases, meta["activation"], meta["output"])
+        network = network_from_arrays(meta, weights, biases)
         preprocessing = Preprocessing.from_meta(meta)
     except (NncliError, KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"'{path}' is damaged: {error}") from None
@@ -570,13 +630,21 @@ def score(model: Model, scores: Scores) -> tuple[str, float] | None:
 
 
 def gradcheck_config(
-    config: Config, samples: int, epsilon: float, max_params: int
+    config: Config, samples: int, epsilon: float | None, max_params: int
 ) -> tuple[Network, GradcheckReport, int]:
-    """Check backpropagation for the config's network on a seeded sample of its training rows, in float64."""
+    """Check backpropagation for the config's network on a seeded sample of its training rows, in float64,
+    with nonzero random biases. ε defaults to ``DEFAULT_EPSILON`` divided by the sample's largest |x| where
+    it is above 1: a probe moves z^(2) by about ε·x, and standardized pixels reach 30 or more, where ε = 1e-4
+    leaves the centred difference's ε² error above the tolerance."""
     prepared = prepare(config.data, config.model.output, config.training.seed)
     net = build_network(config, prepared, dtype="float64")
     X, Y = prepared.train
-    rows = np.random.default_rng(config.training.seed).permutation(len(X))[:samples]
+    rng = np.random.default_rng(config.training.seed)
+    rows = rng.permutation(len(X))[:samples]
+    for b in net.biases:  # nonzero, so that a blank region's z^(l) = b sits at no ReLU kink
+        b[...] = rng.choice([-1.0, 1.0], size=b.shape) * rng.uniform(0.05, 0.5, size=b.shape)
+    if epsilon is None:
+        epsilon = DEFAULT_EPSILON / max(1.0, float(np.abs(X[rows]).max()))
     report = gradcheck(
         net, X[rows], Y[rows], config.training.lambda_, epsilon, max_params, config.training.seed
     )

@@ -253,7 +253,7 @@ def test_a_network_that_cannot_fit_in_memory_is_refused_naming_its_largest_layer
     path.write_text(path.read_text().replace("hidden: [6]", "hidden: [1000000000]"))
     result = invoke("train", path, "-q")
     assert result.exit_code == 2
-    assert "its layer 1 (3 → 1000000000 units, 4,000,000,000 weights) is the largest" in result.stderr
+    assert "its layer 1 (3 → 1000000000 values, 4,000,000,000 parameters) is the largest" in result.stderr
     assert not (folder / "run").exists()
 
 

@@ -1,9 +1,11 @@
 """The model file and the checkpoint: NumPy .npz archives that never need pickle to load.
 
-Arrays ``W1``, ``b1``, …, ``W{L-1}``, ``b{L-1}`` hold the engine's Θ^(l) (W (s_{l+1}, s_l), b
-(s_{l+1},)); ``meta`` is a 0-d string array holding JSON: the format and its version, the layer sizes,
-activation, output, dtype, the columns, classes and standardization, the resolved config and the nncli
-version. ``numpy.load(path, allow_pickle=False)`` reads it; so does any other npz reader.
+Arrays ``W1``, ``b1``, ``W2``, ``b2``, … hold the parameters of each layer that has them, in order: a dense
+layer's W (s_{l+1}, s_l) and b (s_{l+1},), a convolution's kernels (F, C, kh, kw) (PyTorch's layout) and b
+(F,). ``meta`` is a 0-d string array holding JSON: the format and its version, the layer sizes, the
+input's shape and the layer specifications (``Network.from_layers``), the default activation, output,
+dtype, the columns, classes and standardization, the resolved config and the nncli version.
+``numpy.load(path, allow_pickle=False)`` reads it; so does any other npz reader.
 
 A checkpoint holds the training state as float arrays (θ, the optimizer's state by name, the best θ, the
 history) and its JSON ``meta`` (format, the run's fingerprint, the trainer's counters and generator state).
@@ -28,7 +30,8 @@ from nncli.model.losses import OUTPUTS
 
 FORMAT = "nncli-model"
 CHECKPOINT_FORMAT = "nncli-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the layers and the input's shape in meta; kernels (F, C, kh, kw)
+READABLE_VERSIONS = (1, 2)  # 1: a stack of dense layers of one activation
 CHECKPOINT_FORMAT_VERSION = 2  # 2: the fingerprint covers the preprocessing; the epochs a run reaches
 
 # Bounds read from the archive's directory and the arrays' headers before anything is decompressed.
@@ -83,6 +86,14 @@ def _config(v) -> bool:
 MODEL_META = {
     "layer_sizes": (lambda v: isinstance(v, list) and len(v) >= 2 and all(map(_whole(1), v)), "sizes ≥ 1"),
     "activation": (lambda v: isinstance(v, str) and v in ACTIVATIONS, "an activation's name"),
+    "input_shape": (
+        lambda v: isinstance(v, list) and len(v) in (1, 3) and all(map(_whole(1), v)),
+        "[n] or [C, H, W], whole numbers ≥ 1",
+    ),
+    "layers": (
+        lambda v: isinstance(v, list) and len(v) <= MAX_MEMBERS and all(isinstance(s, dict) for s in v),
+        "a list of layer specifications",
+    ),
     "output": (lambda v: isinstance(v, str) and v in OUTPUTS, "an output's name"),
     "feature_names": (_names, "distinct column names"),
     "target_name": (lambda v: isinstance(v, str), "a column name"),
@@ -98,6 +109,9 @@ MODEL_META = {
     "target_std": (lambda v: _finite(v) and v > 0, "a finite number > 0"),
     "config": (_config, "the resolved config, with a one-character data.delimiter and a known data.encoding"),
 }
+
+
+FORMAT_2_KEYS = ("input_shape", "layers")
 
 
 def save_model(path: Path, weights: list[np.ndarray], biases: list[np.ndarray], meta: dict) -> None:
@@ -129,15 +143,19 @@ def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     for anything else."""
     path = model_path(path)
     arrays, meta = _read_archive(
-        path, FORMAT, FORMAT_VERSION, "model", "the model.npz that 'nncli train' writes", _MODEL_ARRAY
+        path, FORMAT, READABLE_VERSIONS, "model", "the model.npz that 'nncli train' writes", _MODEL_ARRAY
     )
     for key, (check, expected) in MODEL_META.items():
+        if key in FORMAT_2_KEYS and meta["format_version"] == 1:
+            continue
         if key not in meta or not check(meta[key]):
             raise ModelFileError(
                 f"'{path}' is damaged: its meta record's {key!r} should be {expected}, "
                 f"got {shown(meta.get(key))}"
             )
     layers = len(meta["layer_sizes"]) - 1
+    if "layers" in meta:  # format 2: layers without parameters (pooling, flatten) hold no arrays
+        layers = sum(1 for name in arrays if name.startswith("W"))
     expected = {f"{kind}{n}" for n in range(1, layers + 1) for kind in "Wb"}
     if set(arrays) != expected:
         raise ModelFileError(
@@ -169,7 +187,7 @@ def load_checkpoint(path: Path) -> tuple[dict[str, np.ndarray], dict]:
     return _read_archive(
         path,
         CHECKPOINT_FORMAT,
-        CHECKPOINT_FORMAT_VERSION,
+        (CHECKPOINT_FORMAT_VERSION,),
         "checkpoint",
         "the checkpoint.npz that 'nncli train' writes",
         _CHECKPOINT_ARRAY,
@@ -187,7 +205,7 @@ def _write_archive(path: Path, arrays: dict[str, np.ndarray], meta: dict) -> Non
 
 
 def _read_archive(
-    path: Path, expected_format: str, version: int, kind: str, hint: str, array_name: re.Pattern
+    path: Path, expected_format: str, versions: tuple[int, ...], kind: str, hint: str, array_name: re.Pattern
 ) -> tuple[dict[str, np.ndarray], dict]:
     """The float arrays and the meta record of an archive nncli wrote, never unpickling anything.
 
@@ -213,10 +231,12 @@ def _read_archive(
         raise ModelFileError(f"'{path}' is damaged: its meta record is not valid JSON") from None
     if not isinstance(meta, dict) or meta.get("format") != expected_format:
         raise ModelFileError(not_ours)
-    if meta.get("format_version") != version:
+    version = meta.get("format_version")
+    if isinstance(version, bool) or version not in versions:
+        readable = " and ".join(map(str, versions))
         raise ModelFileError(
-            f"'{path}' is {kind} format version {shown(meta.get('format_version'))}; this nncli reads "
-            f"version {version} only, so retrain (or train with --overwrite), or use the nncli that wrote it"
+            f"'{path}' is {kind} format version {shown(version)}; this nncli reads version {readable} only, "
+            f"so retrain (or train with --overwrite), or use the nncli that wrote it"
         )
     return arrays, meta
 

@@ -4,6 +4,12 @@
 
 taken for every parameter (or a seeded subset of them in a large network), compared by the relative
 difference ‖num − bp‖ / ‖num + bp‖, overall and for each parameter array (W1, b1, …).
+
+A centred difference means nothing where J has a kink between θ − ε and θ + ε: a ReLU unit whose z^(l)
+crosses 0, or a max-pooling window whose maximum moves to another value. Each probe therefore compares
+the kinks' pattern (which ReLU units are on, which value wins each window) at θ ± ε with that at θ, and
+where either side differs it probes again with ε/10, then ε/100; a parameter whose probes all straddle a
+kink is left out of the comparison and counted in ``ArrayCheck.at_kinks``.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ class ArrayCheck:
     name: str
     checked: int
     size: int
+    at_kinks: int
     relative_difference: float
     numerical: np.ndarray
     backprop: np.ndarray
@@ -57,6 +64,10 @@ class GradcheckReport:
     @property
     def checked(self) -> int:
         return sum(a.checked for a in self.arrays)
+
+    @property
+    def at_kinks(self) -> int:
+        return sum(a.at_kinks for a in self.arrays)
 
     def passed(self, tolerance: float = DEFAULT_TOLERANCE) -> bool:
         return bool(self.relative_difference < tolerance)
@@ -84,14 +95,18 @@ def gradcheck(
     backprop = [g for pair in zip(dW, db, strict=True) for g in pair]
     chosen = _choose_indices(net.params, max_params, np.random.default_rng(seed))
     arrays = []
+    kinks = kink_pattern(net, X)
     for name, param, grad, indices in zip(net.param_names(), net.params, backprop, chosen, strict=True):
-        numerical = np.array([_numerical(net, X, Y, lambda_, param, i, epsilon) for i in indices])
-        exact = grad.reshape(-1)[indices].astype(np.float64)
+        probes = [_numerical(net, X, Y, lambda_, param, i, epsilon, kinks) for i in indices]
+        smooth = np.array([value is not None for value in probes], dtype=bool)
+        numerical = np.array([value for value in probes if value is not None], dtype=np.float64)
+        exact = grad.reshape(-1)[indices[smooth]].astype(np.float64)
         arrays.append(
             ArrayCheck(
                 name,
-                len(indices),
+                len(numerical),
                 param.size,
+                len(indices) - len(numerical),
                 relative_difference(numerical, exact),
                 numerical,
                 exact,
@@ -103,7 +118,12 @@ def gradcheck(
     return GradcheckReport(overall, arrays, epsilon, lambda_)
 
 
-def _numerical(net, X, Y, lambda_, param: np.ndarray, index: int, epsilon: float) -> float:
+KINK_RETRIES = 3  # ε, ε/10, ε/100
+
+
+def _numerical(net, X, Y, lambda_, param: np.ndarray, index: int, epsilon: float, kinks) -> float | None:
+    """The centred difference of J in one parameter, from probes that straddle no kink; None if every ε
+    tried does."""
     flat = param.reshape(-1)
     original = flat[index]
 
@@ -111,10 +131,42 @@ def _numerical(net, X, Y, lambda_, param: np.ndarray, index: int, epsilon: float
         flat[index] = theta
         return net.cost(X, Y, lambda_)
 
+    def smooth_around(step: float) -> bool:
+        for side in (original + step, original - step):
+            flat[index] = side
+            if not _same_pattern(kink_pattern(net, X), kinks):
+                return False
+        return True
+
     try:
-        return centred_difference(J, float(original), epsilon)
+        for attempt in range(KINK_RETRIES):
+            step = epsilon / 10.0**attempt
+            if kinks is None or smooth_around(step):
+                return centred_difference(J, float(original), step)
+        return None
     finally:
         flat[index] = original
+
+
+def kink_pattern(net: Network, X: np.ndarray) -> list[np.ndarray] | None:
+    """Where J is not smooth in θ: for every ReLU-family layer, which units have z > 0, and for every
+    max-pooling layer, which value wins each window; None for a network with neither (all smooth)."""
+    pattern = []
+    a = X
+    for layer in net.layers[:-1]:
+        if hasattr(layer, "arg_max"):
+            pattern.append(layer.arg_max(a))
+        z = layer.forward(a)
+        if layer.activation is not None and layer.activation.relu_family:
+            pattern.append(z > 0)
+        a = z if layer.activation is None else layer.activation.g(z)
+    return pattern or None
+
+
+def _same_pattern(pattern: list[np.ndarray] | None, reference: list[np.ndarray] | None) -> bool:
+    if reference is None:
+        return True
+    return all(np.array_equal(mine, theirs) for mine, theirs in zip(pattern, reference, strict=True))
 
 
 def _choose_indices(params, max_params, rng) -> list[np.ndarray]:

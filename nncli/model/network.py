@@ -377,6 +377,23 @@ class Network:
             grads.append(grad)
         return sums.loss / m + self.penalty(lambda_, m), grads
 
+    def describe(self) -> str:
+        """One line: the sizes and units of a dense stack (64-32-10 relu/softmax), or the input's shape and
+        each layer's specification ([1, 8, 8] → conv 16 3×3 same relu → maxpool 2 → softmax 10)."""
+        if all(type(layer) is Dense for layer in self.layers) and self.hidden is not None:
+            return f"{'-'.join(map(str, self.layer_sizes))} {self.activation}/{self.output_name}"
+        parts = ["[" + ", ".join(map(str, self.input_shape)) + "]"]
+        for layer in self.layers[:-1]:
+            spec = layer.spec()
+            details = [
+                "×".join(map(str, value)) if isinstance(value, list) else str(value)
+                for key, value in spec.items()
+                if key != "type" and not (key == "stride" and value in (1, spec.get("size")))
+            ]
+            parts.append(" ".join([spec["type"], *details]))
+        parts.append(f"{self.output_name} {self.layer_sizes[-1]}")
+        return " → ".join(parts)
+
     def __repr__(self) -> str:
         sizes = "-".join(map(str, self.layer_sizes))
         return f"Network({sizes}, activation={self.activation!r}, output={self.output_name!r})"

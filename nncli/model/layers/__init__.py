@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from nncli.errors import NncliError, shown
 from nncli.model.activations import Activation
-from nncli.model.layers.base import Layer, activation_of, described, known_keys
+from nncli.model.layers.base import Layer, NeedsImages, activation_of, described, known_keys
 from nncli.model.layers.convolution import Convolution
 from nncli.model.layers.dense import Dense
 from nncli.model.layers.pooling import AvgPool, Flatten, MaxPool
@@ -25,6 +25,7 @@ __all__ = [
     "Flatten",
     "Layer",
     "MaxPool",
+    "NeedsImages",
     "activation_of",
     "build_layers",
     "input_shape_of",

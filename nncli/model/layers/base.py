@@ -36,7 +36,8 @@ class Layer:
     - ``propagate(delta, a)``: the error passed down, ∂loss/∂a^(l) from δ^(l+1) = ∂loss/∂z^(l+1) and the
       layer's input a^(l): (m, s_{l+1}) -> (m, s_l), before the .* g′(z^(l)); for a dense layer
       (Θ^(l))ᵀ δ^(l+1);
-    - ``spec()``: the layer specification that builds it again.
+    - ``spec()``: the layer specification that builds it again;
+    - ``workspace``: the values of scratch buffers it keeps per example, for the memory check.
 
     Gradients are sums over examples, not means, so that sums from separate partitions of a batch add up.
     """
@@ -47,6 +48,7 @@ class Layer:
     regularized: tuple[bool, ...] = ()
     in_shape: tuple[int, ...] = ()
     out_shape: tuple[int, ...] = ()
+    workspace = 0  # values of scratch buffers per example (a convolution's unrolled windows)
 
     @property
     def sizes(self) -> tuple[int, int]:
@@ -105,12 +107,21 @@ def pair(spec: dict, key: str, default, where: str) -> tuple[int, int]:
     return values
 
 
+class NeedsImages(NncliError):
+    """An image layer was given flat values to read; ``where`` names the layer."""
+
+    def __init__(self, message: str, where: str) -> None:
+        super().__init__(message)
+        self.where = where
+
+
 def image_shape(in_shape: tuple[int, ...], where: str) -> tuple[int, int, int]:
     """``in_shape`` as (C, H, W), or a sentence saying an image layer needs an image."""
     if len(in_shape) != 3:
-        raise NncliError(
-            f"{where} needs images (C, H, W) as input, but its input is {len(in_shape) and in_shape[0]} "
-            f"flat values; set data.input_shape, and put image layers before dense ones"
+        raise NeedsImages(
+            f"{where} reads images (C, H, W), but its input is {in_shape[0]} flat values; image layers come "
+            f"before dense ones, and data.input_shape gives the images' shape",
+            where,
         )
     return in_shape
 

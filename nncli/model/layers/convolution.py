@@ -86,6 +86,7 @@ class Convolution(Layer):
         self.out_hw = ((self.padded[0] - kh) // stride + 1, (self.padded[1] - kw) // stride + 1)
         self.out_shape = (filters, *self.out_hw)
         self.param_shapes = ((filters, C, kh, kw), (filters,))
+        self.workspace = C * kh * kw * self.out_hw[0] * self.out_hw[1] + C * self.padded[0] * self.padded[1]
         self.activation = activation
         self.W = self.b = self.W_matrix = None
         self._padded_inputs: dict[int, np.ndarray] = {}  # per batch size m: the zero-bordered images

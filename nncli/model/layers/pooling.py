@@ -106,15 +106,6 @@ class MaxPool(Pooling):
             target += np.where(index == i * self.size + j, deltas, 0.0)
         return below.reshape(len(a), -1)
 
-    def tie_gaps(self, a: np.ndarray) -> np.ndarray:
-        """For each example, the smallest positive difference between a window's maximum and another of its
-        values: where it is tiny, a small change of the parameters can move the maximum, and J has a kink.
-        Exact ties (equal values, as in a blank region) stay ties under any change and are not counted."""
-        stacked = np.stack([values for _, _, values in self.slices(self.images(a))], axis=-1)
-        gaps = stacked.max(axis=-1, keepdims=True) - stacked
-        gaps = np.where(gaps > 0, gaps, np.inf)
-        return gaps.reshape(len(a), -1).min(axis=1)
-
 
 class AvgPool(Pooling):
     """z = the mean of each window; δ is spread evenly over the window."""

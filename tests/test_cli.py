@@ -66,7 +66,9 @@ def test_the_model_file_loads_without_pickle_and_records_everything(workdir, wri
         meta = json.loads(str(archive["meta"]))
     assert meta["format"] == "nncli-model" and meta["format_version"] == 2
     assert meta["layer_sizes"] == [3, 3, 1] and meta["output"] == "sigmoid" and meta["activation"] == "tanh"
-    assert meta["input_shape"] == [3] and meta["layers"] == [{"type": "dense", "units": 3, "activation": "tanh"}]
+    assert meta["input_shape"] == [3] and meta["layers"] == [
+        {"type": "dense", "units": 3, "activation": "tanh"}
+    ]
     assert meta["feature_names"] == ["a", "b", "c"] and meta["target_name"] == "label"
     assert meta["classes"] == ["x", "y"] and meta["nncli_version"] == __version__
     assert len(meta["mean"]) == 3 and meta["config"]["training"]["alpha"] == 0.5

@@ -181,8 +181,10 @@ class Convolution(Layer):
         m = len(a)
         deltas = delta.reshape(m, self.filters, -1)  # (m, F, Ho·Wo)
         columns = self.columns(a)  # (m, C·kh·kw, Ho·Wo)
-        dW = np.tensordot(deltas, columns, axes=([0, 2], [0, 2]))  # (F, C·kh·kw)
-        return [dW.reshape(self.param_shapes[0]), deltas.sum(axis=(0, 2))]
+        # one product per example, δ_i A_iᵀ (F, C·kh·kw), then the sum over examples: BLAS reads A_iᵀ as
+        # a transposed view, where a single product over all examples would first copy δ and A
+        per_example = np.matmul(deltas, columns.transpose(0, 2, 1))
+        return [per_example.sum(axis=0).reshape(self.param_shapes[0]), deltas.sum(axis=(0, 2))]
 
     def propagate(self, delta: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
         """∂loss/∂a: each window's share W_matᵀ δ_i scattered back onto the window and summed where

@@ -91,10 +91,11 @@ class MaxPool(Pooling):
         _, _, first = next(windows)
         best = first.copy()
         index = np.zeros(best.shape, dtype=np.intp)
+        larger = np.empty(best.shape, dtype=bool)
         for i, j, values in windows:
-            larger = values > best  # strictly: the first maximum wins a tie
+            np.greater(values, best, out=larger)  # strictly: the first maximum wins a tie
             np.copyto(best, values, where=larger)
-            index[larger] = i * self.size + j
+            np.copyto(index, i * self.size + j, where=larger)
         return index
 
     def propagate(self, delta: np.ndarray, a: np.ndarray) -> np.ndarray:
@@ -102,8 +103,14 @@ class MaxPool(Pooling):
         index = self.arg_max(a)
         deltas = delta.reshape(index.shape)
         below = np.zeros((len(a), *self.in_shape), dtype=delta.dtype)
+        chosen = np.empty(index.shape, dtype=bool)
+        tiled = self.stride >= self.size  # each input value in one window at most: δ is copied, not added
         for i, j, target in self.slices(below):
-            target += np.where(index == i * self.size + j, deltas, 0.0)
+            np.equal(index, i * self.size + j, out=chosen)
+            if tiled:
+                np.copyto(target, deltas, where=chosen)
+            else:
+                target += np.where(chosen, deltas, 0.0)
         return below.reshape(len(a), -1)
 
 

@@ -36,7 +36,8 @@ lint: $(VENV)/.dev
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache .hypothesis
 
-## bench: nncli against scikit-learn and PyTorch (CPU) on W1-W4, and `nncli train` end to end
+## bench: nncli against scikit-learn and PyTorch (CPU) on W1-W4, `nncli train` end to end, and the
+## convolutional workloads W5-W6 against PyTorch and a plain NumPy im2col loop
 $(VENV)/.bench: $(VENV)/.base
 	$(PY) -m pip install --quiet -e '.[bench]'
 	-$(PY) -m pip install --quiet torch==2.13.0 || echo "bench: PyTorch could not be installed; it is left out"
@@ -44,3 +45,4 @@ $(VENV)/.bench: $(VENV)/.base
 
 bench: $(VENV)/.bench
 	$(PY) benchmarks/bench.py
+	$(PY) benchmarks/convolution.py

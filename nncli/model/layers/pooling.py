@@ -71,6 +71,15 @@ class Pooling(Layer):
             for j in range(self.size):
                 yield i, j, images[:, :, i : i + s * (Ho - 1) + 1 : s, j : j + s * (Wo - 1) + 1 : s]
 
+    def combined(self, a: np.ndarray, combine: np.ufunc) -> np.ndarray:
+        """``combine`` (np.maximum, np.add) folded over every window's values, (m, C, Ho, Wo)."""
+        windows = self.slices(self.images(a))
+        _, _, first = next(windows)
+        z = first.copy()
+        for _, _, values in windows:
+            combine(z, values, out=z)
+        return z
+
 
 class MaxPool(Pooling):
     """z = the maximum of each window; δ goes back to the window's first maximum."""
@@ -78,12 +87,7 @@ class MaxPool(Pooling):
     kind = "maxpool"
 
     def forward(self, a: np.ndarray) -> np.ndarray:
-        windows = self.slices(self.images(a))
-        _, _, first = next(windows)
-        z = first.copy()
-        for _, _, values in windows:
-            np.maximum(z, values, out=z)
-        return z.reshape(len(a), -1)
+        return self.combined(a, np.maximum).reshape(len(a), -1)
 
     def arg_max(self, a: np.ndarray) -> np.ndarray:
         """For every window, the row-major index i·size + j of its first maximum, (m, C, Ho, Wo)."""
@@ -120,11 +124,7 @@ class AvgPool(Pooling):
     kind = "avgpool"
 
     def forward(self, a: np.ndarray) -> np.ndarray:
-        windows = self.slices(self.images(a))
-        _, _, first = next(windows)
-        z = first.copy()
-        for _, _, values in windows:
-            z += values
+        z = self.combined(a, np.add)
         z *= 1.0 / (self.size * self.size)
         return z.reshape(len(a), -1)
 

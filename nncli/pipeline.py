@@ -502,27 +502,43 @@ class HistoryCsv:
         return "".join(self.lines)
 
 
+# A model's layers may keep at most this many values per row of data (their outputs and scratch buffers), so
+# that a crafted layer list (a 400×400 kernel with padding: same, say) cannot make predict exhaust memory.
+MAX_VALUES_PER_ROW = 1 << 26
+
+
 def network_from_arrays(meta: dict, weights: list[np.ndarray], biases: list[np.ndarray]) -> Network:
     """The network a model file describes: its layers from the meta record (a stack of dense layers in
-    files of format 1), its parameters from the arrays, each checked against the shape its layer has."""
+    files of format 1), its parameters from the arrays. The layers' shapes are checked against the arrays
+    before any parameter is allocated, so the file's own size bounds the memory a crafted record can claim."""
     if "layers" not in meta:
         return Network.from_weights(weights, biases, meta["activation"], meta["output"])
+    input_shape, n_out = tuple(meta["input_shape"]), meta["layer_sizes"][-1]
+    layers = build_layers(input_shape, meta["layers"], n_out, ACTIVATIONS[meta["activation"]])  # shapes only
+    needed = [shape for layer in layers for shape in layer.param_shapes]
+    arrays = [array for pair in zip(weights, biases, strict=True) for array in pair]
+    if needed != [array.shape for array in arrays]:
+        raise NncliError(
+            f"its layers need arrays of the shapes {needed}, it holds {[array.shape for array in arrays]}"
+        )
+    per_row = sum(layer.sizes[1] + layer.workspace for layer in layers)
+    if per_row > MAX_VALUES_PER_ROW:
+        raise NncliError(
+            f"its layers would keep {per_row:,} values per row, more than {MAX_VALUES_PER_ROW:,}"
+        )
+    if not all(np.isfinite(array).all() for array in arrays):
+        raise NncliError("its parameters must be finite, but they hold nan or inf")
     first = weights[0].dtype if weights else np.float64
     network = Network.from_layers(
-        input_shape=tuple(meta["input_shape"]),
+        input_shape=input_shape,
         layers=meta["layers"],
-        n_out=meta["layer_sizes"][-1],
+        n_out=n_out,
         output=meta["output"],
         activation=meta["activation"],
         initializer="zeros",
         dtype=first if first in (np.float32, np.float64) else np.float64,
     )
-    if len(weights) != len(network.weights):
-        raise NncliError(f"its layers have {len(network.weights)} weight arrays, it holds {len(weights)}")
-    arrays = [array for pair in zip(weights, biases, strict=True) for array in pair]
-    for name, param, array in zip(network.param_names(), network.params, arrays, strict=True):
-        if array.shape != param.shape or not np.isfinite(array).all():
-            raise NncliError(f"{name} should be finite with shape {param.shape}, got {array.shape}")
+    for param, array in zip(network.params, arrays, strict=True):
         param[...] = array
     return network
 

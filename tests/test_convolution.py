@@ -368,3 +368,26 @@ def test_a_layer_list_that_cannot_work_is_refused_naming_the_layer_and_nothing_i
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (image_folder / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("layers", "message"),
+    [
+        ([{"type": "conv", "filters": 10**9, "kernel": 3, "padding": "same"}, {"type": "maxpool"}],
+         "its layers need arrays of the shapes [(1000000000, 3, 3, 3), (1000000000,),"),
+        ([{"type": "conv", "filters": 4, "kernel": 9}], "layer 1 (conv)'s kernel [9, 9] is larger than"),
+        ([{"type": "pool"}], "layer 1's type should be one of dense, conv"),
+    ],
+)  # fmt: skip
+def test_a_crafted_layer_list_in_a_model_file_is_refused_before_anything_is_allocated(
+    image_folder, layers, message
+):
+    assert invoke("train", "cnn.yaml", "-q").exit_code == 0
+    with np.load("out/model.npz", allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    meta["layers"] = layers
+    np.savez("out/model.npz", meta=np.array(json.dumps(meta)), **arrays)
+    result = invoke("predict", "out", "images.csv")
+    assert result.exit_code == 2 and "is damaged" in result.stderr and message in result.stderr, result.stderr
+    assert "Traceback" not in result.output

@@ -281,9 +281,9 @@ def kill_after(process, folder, epoch, jitter):
 
 
 def test_killed_runs_leave_loadable_files_and_resume_bit_for_bit(run_folder):
-    """SIGKILL at 24 random moments: the files left are whole, and resuming each time still ends with
+    """SIGKILL at 12 random moments: the files left are whole, and resuming each time still ends with
     the weights of a run that was never stopped."""
-    epochs = 800  # 24 kills take at most 24 × 25 epochs of it
+    epochs = 400  # 12 kills take at most 12 × 25 epochs of it
     for out, every in (("whole", "null"), ("run", "1")):
         text = config(run_folder, epochs, out).read_text().replace("batch_size: 8", "batch_size: 64")
         text = text.replace(f"output: {{dir: {out}}}", f"output: {{dir: {out}, checkpoint_every: {every}}}")
@@ -294,7 +294,7 @@ def test_killed_runs_leave_loadable_files_and_resume_bit_for_bit(run_folder):
     folder = run_folder / "run"
     kills = 0
     seen_epochs = []
-    while kills < 24:
+    while kills < 12:
         args = [NNCLI, "train", str(path), "-q"] + (
             ["--resume"] if (folder / "checkpoint.npz").exists() else []
         )
@@ -310,9 +310,9 @@ def test_killed_runs_leave_loadable_files_and_resume_bit_for_bit(run_folder):
         seen_epochs.append(checkpoint_epoch(folder))
         if (folder / "model.npz").exists():
             load_model(folder / "model.npz")
-    assert kills == 24
+    assert kills == 12
     assert seen_epochs == sorted(seen_epochs)  # checkpoints only ever move forward
-    assert len(set(seen_epochs)) >= 10  # the kills landed at many different points of training
+    assert len(set(seen_epochs)) >= 8  # the kills landed at many different points of training
     result = invoke("train", path, "-q", "--resume")
     assert result.exit_code == 0, result.output
     assert weights(folder / "model.npz") == weights(run_folder / "whole/model.npz")

@@ -252,12 +252,10 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
 
     for t in prange(threads):  # the batch's rows
         lo, hi = shares[0, t], shares[0, t + 1]
-        if rows.size:
-            gather_rows(X, rows[lo:hi], X_rows[lo:hi])
-            gather_columns(Y, rows[lo:hi], Y_batch[:, lo:hi])
-        else:
-            X_rows[lo:hi] = X[start + lo : start + hi]
-            Y_batch[:, lo:hi] = Y[start + lo : start + hi].T
+        # consecutive rows go through the same loops (a slice assignment's shape check costs a compile)
+        taken = rows[lo:hi] if rows.size else np.arange(start + lo, start + hi)
+        gather_rows(X, taken, X_rows[lo:hi])
+        gather_columns(Y, taken, Y_batch[:, lo:hi])
 
     for level in range(layers):  # FP
         s_in, s_out = sizes[level + 1], sizes[level + 2]

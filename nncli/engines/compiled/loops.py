@@ -72,9 +72,9 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, hyper
     if rows.size:
         gather_rows(X, rows, activations[0])
         gather_rows(Y, rows, Y_batch)
-    else:
-        activations[0][:] = X[start : start + m]
-        Y_batch[:] = Y[start : start + m]
+    else:  # copied by the same loops from consecutive rows
+        gather_rows(X, np.arange(start, start + m), activations[0])
+        gather_rows(Y, np.arange(start, start + m), Y_batch)
 
     # FP
     for level in range(layers):

@@ -99,7 +99,8 @@ def gather_rows(X, rows, out):
             out[i + 3, k] = X[r3, k]
         i += 4
     while i < m:
-        out[i, :] = X[rows[i], :]
+        for k in range(X.shape[1]):  # a loop, not out[i, :] = X[…]: its shape check costs a compile
+            out[i, k] = X[rows[i], k]
         i += 1
 
 

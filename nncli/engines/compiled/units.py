@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from nncli.engines.compiled.jit import exact, fast
 from nncli.model.activations import LEAKY_SLOPE
@@ -41,14 +43,46 @@ _TAYLOR_32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(7, -1, -1)
 # No reassociation in these (``exact``): it would undo the rounding by 1.5·2^52 and the two-part reduction.
 
 
+def _exp_constants(x):
+    """(reduction, Taylor coefficients, shifter's bits, exponent bias, mantissa bits) for x's precision."""
+
+
+@overload(_exp_constants)
+def _exp_constants_of(x):
+    # chosen while typing, so that each precision compiles only its own constants (a branch on the
+    # itemsize would type, and compile, both)
+    if x.dtype == types.float32:
+        return lambda x: (_F32, _TAYLOR_32, _SHIFTER_BITS_32, np.int32(127), np.int32(23))
+    return lambda x: (_F64, _TAYLOR_64, _SHIFTER_BITS_64, 1023, 52)
+
+
+def _exp_workspace(flat):
+    """(e, e's bits as integers of its size, lowest x, highest x): ``_exp_blocks``' buffer and range."""
+
+
+@overload(_exp_workspace)
+def _exp_workspace_of(flat):
+    if flat.dtype == types.float32:
+
+        def workspace32(flat):
+            e = np.empty(_BLOCK, dtype=np.float32)
+            return e, e.view(np.int32), -87.0, 89.0
+
+        return workspace32
+
+    def workspace64(flat):
+        e = np.empty(_BLOCK, dtype=np.float64)
+        return e, e.view(np.int64), -708.0, 710.0
+
+    return workspace64
+
+
 @exact
 def _exp_block(x, e, e_bits):
     """e := e^x for a block of x within the range ``_exp_inplace`` clamps to (x is overwritten), in x's
     precision; ``e_bits`` is e viewed as integers of its size."""
-    if x.itemsize == 4:
-        _exp_terms(x, e, e_bits, _F32, _TAYLOR_32, _SHIFTER_BITS_32, np.int32(127), np.int32(23))
-    else:
-        _exp_terms(x, e, e_bits, _F64, _TAYLOR_64, _SHIFTER_BITS_64, 1023, 52)
+    reduction, taylor, shifter_bits, bias, mantissa = _exp_constants(x)
+    _exp_terms(x, e, e_bits, reduction, taylor, shifter_bits, bias, mantissa)
 
 
 @exact
@@ -77,12 +111,8 @@ def _exp_inplace(flat, scale, finish):
     """flat := f(e^(scale·flat)), f chosen by ``finish``, block by block. scale·flat is clamped to where
     2^n is a normal number or inf (e^x of a larger x is inf, as in NumPy; of a smaller one, the smallest
     normal number instead of 0 or a subnormal). nan stays nan."""
-    if flat.itemsize == 4:
-        e32 = np.empty(_BLOCK, dtype=np.float32)
-        _exp_blocks(flat, scale, finish, e32, e32.view(np.int32), -87.0, 89.0)
-    else:
-        e64 = np.empty(_BLOCK, dtype=np.float64)
-        _exp_blocks(flat, scale, finish, e64, e64.view(np.int64), -708.0, 710.0)
+    e, e_bits, low, high = _exp_workspace(flat)
+    _exp_blocks(flat, scale, finish, e, e_bits, low, high)
 
 
 @exact
@@ -100,7 +130,8 @@ def _exp_blocks(flat, scale, finish, e, e_bits, low, high):
             xs[q] = low if v < low else v
         _exp_block(xs, es, e_bits[:size])
         if finish == _EXP:
-            part[:] = es
+            for q in range(size):  # a loop, not part[:] = es, whose shape check costs a compile
+                part[q] = es[q]
         elif finish == _SIGMOID:
             for q in range(size):
                 part[q] = one / (one + es[q])
@@ -174,7 +205,8 @@ def output_and_delta(z, Y, delta, c, code):
     elif code == 1:  # softmax, log Σ_j e^(s_j) − y·s with s = z − max z
         per_example = np.empty(inner, dtype=z.dtype)  # max z, then Σ e^s, of each example in the group
         for g in range(groups):
-            per_example[:] = z[g, 0]
+            for i in range(inner):
+                per_example[i] = z[g, 0, i]
             for k in range(1, K):
                 for i in range(inner):
                     per_example[i] = max(per_example[i], z[g, k, i])

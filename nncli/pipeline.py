@@ -1,5 +1,5 @@
 """What the commands do, as library functions: train from a config, load a model and predict with it,
-check a config's gradients. ``cli.py`` parses arguments, calls one of these and writes what they return.
+check a config's gradients. ``nncli.cli`` parses arguments, calls one of these and writes what they return.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The errors a user can cause, each carrying the exit code the command line turns it into.
 
 Every message is one sentence that names the culprit (a key path, a file, a column, a line) and says what
-is allowed instead. ``nncli.cli.common`` is the only place that turns these into exit codes; the library raises them.
+is allowed instead. ``nncli.cli.common`` is the only place that turns these into exit codes; the library
+raises them.
 They subclass ``ValueError`` so that code using nncli as a library can catch them the ordinary way.
 """
 

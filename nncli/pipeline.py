@@ -428,6 +428,7 @@ class _RunFiles:
                 },
             )
             written.append(CHECKPOINT_FILE)
+        summary = self.summary(history) if metrics else None
         meta = {
             "nncli_version": __version__,
             "layer_sizes": net.layer_sizes,
@@ -438,19 +439,26 @@ class _RunFiles:
             "dtype": str(net.dtype),
             **self.prepared.preprocessing.to_meta(),
             "config": self.config.to_dict(),
+            "training": training_record(history, summary),
         }
         save_model(directory / MODEL_FILE, net.weights, net.biases, meta)
         atomic_write_text(directory / HISTORY_FILE, self.history_csv.text(history))
-        if not metrics:
+        if summary is None:
             self.folder.commit(written)
             return None
-        lambda_ = self.config.training.lambda_
+        atomic_write_text(directory / METRICS_FILE, json.dumps(summary, indent=2) + "\n")
+        self.folder.commit([*written, METRICS_FILE])
+        return summary
+
+    def summary(self, history: History) -> dict:
+        """metrics.json: how the run ended, and J and the metric over each split with the final weights."""
+        net, lambda_ = self.net, self.config.training.lambda_
         splits = (
             ("train", self.prepared.train),
             ("validation", self.prepared.validation),
             ("test", self.prepared.test),
         )
-        summary = {
+        return {
             "stop_reason": history.stop_reason,
             "epochs": len(history),
             "best_epoch": history.best_epoch,
@@ -462,9 +470,30 @@ class _RunFiles:
             "metric": self.metric.name,
             **{name: evaluate(net, split, lambda_, self.metric) for name, split in splits},
         }
-        atomic_write_text(directory / METRICS_FILE, json.dumps(summary, indent=2) + "\n")
-        self.folder.commit([*written, METRICS_FILE])
-        return summary
+
+
+SPLITS = ("train", "validation", "test")
+
+
+def training_record(history: History, summary: dict | None) -> dict:
+    """The model file's record of how its weights were trained: the epochs done, the engine and, once the
+    run has ended, why it ended and J and the metric over each split (null in a checkpoint's model)."""
+    return {
+        "epochs": len(history),
+        "engine": history.engine,
+        "stop_reason": None if summary is None else summary["stop_reason"],
+        "best_epoch": None if summary is None else summary["best_epoch"],
+        "seconds": None if summary is None else summary["seconds"],
+        "metric": None if summary is None else summary["metric"],
+        "splits": None if summary is None else {name: _finite_figures(summary[name]) for name in SPLITS},
+    }
+
+
+def _finite_figures(figures: dict | None) -> dict | None:
+    """A split's figures with nan and inf (a diverged J) as null, which JSON can hold."""
+    if figures is None:
+        return None
+    return {key: value if math.isfinite(value) else None for key, value in figures.items()}
 
 
 def evaluate(net: Network, split, lambda_: float, metric: Metric) -> dict | None:

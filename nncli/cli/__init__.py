@@ -9,6 +9,7 @@ import click
 from nncli import __version__
 from nncli.cli.common import CONTEXT
 from nncli.cli.gradcheck import gradcheck
+from nncli.cli.info import info
 from nncli.cli.plot_cost import plot_cost
 from nncli.cli.predict import predict
 from nncli.cli.train import train
@@ -31,5 +32,5 @@ def main() -> None:
     """
 
 
-for command in (train, predict, gradcheck, plot_cost):
+for command in (train, predict, gradcheck, plot_cost, info):
     main.add_command(command)

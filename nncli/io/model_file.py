@@ -4,7 +4,9 @@ Arrays ``W1``, ``b1``, ``W2``, ``b2``, … hold the parameters of each layer tha
 layer's W (s_{l+1}, s_l) and b (s_{l+1},), a convolution's kernels (F, C, kh, kw) (PyTorch's layout) and b
 (F,). ``meta`` is a 0-d string array holding JSON: the format and its version, the layer sizes, the
 input's shape and the layer specifications (``Network.from_layers``), the default activation, output,
-dtype, the columns, classes and standardization, the resolved config and the nncli version.
+dtype, the columns, classes and standardization, the resolved config, the nncli version and how training
+went (``training``: epochs, engine, stop reason, best epoch, seconds, J and the metric per split; files
+written before it was kept lack it).
 ``numpy.load(path, allow_pickle=False)`` reads it; so does any other npz reader.
 
 A checkpoint holds the training state as float arrays (θ, the optimizer's state by name, the best θ, the
@@ -114,6 +116,47 @@ MODEL_META = {
 FORMAT_2_KEYS = ("input_shape", "layers")
 
 
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+def _split_figures(v) -> bool:
+    """One split's figures: rows, J and the metric, each a number or null (a J that diverged)."""
+    return isinstance(v, dict) and all(isinstance(k, str) and (x is None or _finite(x)) for k, x in v.items())
+
+
+_TRAINING_FIELDS = {
+    "epochs": _whole(0),
+    "engine": _optional(lambda v: isinstance(v, str)),
+    "stop_reason": _optional(lambda v: isinstance(v, str)),
+    "best_epoch": _optional(_whole(1)),
+    "seconds": _optional(_finite),
+    "metric": _optional(lambda v: isinstance(v, str)),
+    "splits": _optional(
+        lambda v: (
+            isinstance(v, dict)
+            and set(v) <= {"train", "validation", "test"}
+            and all(x is None or _split_figures(x) for x in v.values())
+        )
+    ),
+}
+
+
+def _training(v) -> bool:
+    """How the weights were trained (files written before nncli kept it lack the key)."""
+    return (
+        isinstance(v, dict)
+        and set(v) == set(_TRAINING_FIELDS)
+        and all(check(v[key]) for key, check in _TRAINING_FIELDS.items())
+    )
+
+
+# Keys a model's meta record may lack, with their checks where they are present.
+OPTIONAL_META = {
+    "training": (_training, "a record of the epochs, the engine, the stop and the final figures")
+}
+
+
 def save_model(path: Path, weights: list[np.ndarray], biases: list[np.ndarray], meta: dict) -> None:
     """Write the model archive atomically; ``meta`` gains the format fields."""
     arrays = {}
@@ -149,6 +192,12 @@ def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
         if key in FORMAT_2_KEYS and meta["format_version"] == 1:
             continue
         if key not in meta or not check(meta[key]):
+            raise ModelFileError(
+                f"'{path}' is damaged: its meta record's {key!r} should be {expected}, "
+                f"got {shown(meta.get(key))}"
+            )
+    for key, (check, expected) in OPTIONAL_META.items():
+        if key in meta and not check(meta[key]):
             raise ModelFileError(
                 f"'{path}' is damaged: its meta record's {key!r} should be {expected}, "
                 f"got {shown(meta.get(key))}"

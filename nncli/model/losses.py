@@ -37,6 +37,8 @@ class OutputLoss:
     and returns the example's loss (z, y and out are vectors of length K; z is left as it was)."""
     targets_problem: Callable[[np.ndarray], str | None] = lambda Y: None
     """What is wrong with Y for this loss, if anything (δ^(L) = a^(L) − y must be the loss's gradient)."""
+    loss: str = ""
+    """The loss in words and symbols, for reports."""
 
 
 def _sigmoid_cross_entropy(z: np.ndarray, Y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -154,6 +156,7 @@ OUTPUTS: dict[str, OutputLoss] = {
         _sigmoid_cross_entropy,
         _sigmoid_cross_entropy_inplace,
         _sigmoid_cross_entropy_example,
+        loss="cross-entropy −y log a − (1 − y) log(1 − a), per unit",
     ),
     "softmax": OutputLoss(
         "softmax",
@@ -162,6 +165,14 @@ OUTPUTS: dict[str, OutputLoss] = {
         _softmax_cross_entropy_inplace,
         _softmax_cross_entropy_example,
         _rows_not_distributions,
+        loss="cross-entropy −Σ_k y_k log a_k",
     ),
-    "linear": OutputLoss("linear", _identity, _squared_error, _squared_error_inplace, _squared_error_example),
+    "linear": OutputLoss(
+        "linear",
+        _identity,
+        _squared_error,
+        _squared_error_inplace,
+        _squared_error_example,
+        loss="squared error ½ (a − y)²",
+    ),
 }

@@ -17,7 +17,7 @@ import numpy as np
 from nncli import __version__
 from nncli.config import Config
 from nncli.cores import available_memory
-from nncli.errors import ModelFileError, NncliError, shown
+from nncli.errors import DataError, ModelFileError, NncliError, shown
 from nncli.io.datasets import (
     TARGET,
     CsvSource,
@@ -39,6 +39,7 @@ from nncli.model.gradcheck import DEFAULT_EPSILON, GradcheckReport, gradcheck
 from nncli.model.layers import build_layers
 from nncli.model.metrics import ACCURACY, Metric, rmse
 from nncli.model.network import Network
+from nncli.reports.evaluation import ConfusionTally, ErrorTally
 from nncli.training.callbacks import DIVERGED, INTERRUPTED
 from nncli.training.loop import EVALUATION_ROWS, EpochRecord, History, Trainer
 from nncli.training.loop import evaluate as evaluate_split
@@ -672,6 +673,49 @@ def score(model: Model, scores: Scores) -> tuple[str, float] | None:
     if model.preprocessing.task == "classification":
         return "accuracy", scores.total / scores.rows
     return "rmse", float(np.sqrt(scores.total / scores.rows))
+
+
+# Points kept for the predicted-against-true plot of a regression model, so that memory stays bounded.
+MAX_PLOTTED_POINTS = 100_000
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    report: dict  # ``nncli.reports.evaluation``'s figures
+    truth: list  # for a regression model's plot: the first MAX_PLOTTED_POINTS true values and predictions
+    predicted: list
+
+
+def evaluate_table(model: Model, source: CsvSource) -> Evaluation:
+    """Predict every row of ``source`` (which must hold the target column) and tally the results chunk by
+    chunk: the confusion matrix and per-class figures, or RMSE, MAE and R² in the target's units."""
+    pre = model.preprocessing
+    if not source.is_stream and pre.target not in read_header(source):
+        raise DataError(
+            f"'{source.name}' has no target column {pre.target!r}; evaluate compares the model's "
+            f"predictions with it (to predict without it, use nncli predict)"
+        )
+    classifying = pre.task == "classification"
+    tally = ConfusionTally(pre.classes) if classifying else ErrorTally()
+    truth, predicted = [], []
+    for offset, chunk in read_chunks(source, rows=prediction_chunk_rows(model, False)):
+        if len(chunk) == 0:
+            continue
+        if pre.target not in chunk.columns:
+            raise DataError(f"'{source.name}' has no target column {pre.target!r}; evaluate needs it")
+        labels = pre.decode(model.network.forward(pre.inputs(chunk, source, offset)))
+        if classifying:
+            tally.add(class_labels(chunk, pre.target, source, offset), labels)
+            continue
+        values = numeric_matrix(chunk, [pre.target], source, offset, role=TARGET)[:, 0]
+        tally.add(values, np.asarray(labels))
+        room = MAX_PLOTTED_POINTS - len(truth)
+        truth += values[:room].tolist()
+        predicted += labels[:room]
+    report = tally.report()
+    if report["rows"] == 0:
+        raise DataError(f"'{source.name}' has no data rows, so there is nothing to evaluate")
+    return Evaluation(report, truth, predicted)
 
 
 def gradcheck_config(

@@ -8,6 +8,7 @@ import click
 
 from nncli import __version__
 from nncli.cli.common import CONTEXT
+from nncli.cli.evaluate import evaluate
 from nncli.cli.gradcheck import gradcheck
 from nncli.cli.info import info
 from nncli.cli.plot_cost import plot_cost
@@ -32,5 +33,5 @@ def main() -> None:
     """
 
 
-for command in (train, predict, gradcheck, plot_cost, info):
+for command in (train, predict, evaluate, info, gradcheck, plot_cost):
     main.add_command(command)

@@ -89,3 +89,15 @@ def standard_output():
     if sys.stdout is None:
         raise NncliError("standard output is closed; redirect it to a file, or pass -o FILE")
     return sys.stdout
+
+
+def refuse_to_destroy(output, inputs) -> None:
+    """A NncliError when the file ``output`` (an -o option) is one of ``inputs``, (path, what it is) pairs:
+    writing there would destroy what the command reads."""
+    from nncli.io.files import same_file
+
+    if output is None or str(output) == "-":
+        return
+    for other, what in inputs:
+        if str(other) != "-" and same_file(output, other):
+            raise NncliError(f"'{output}' is {what}; writing there would destroy it, so choose another file")

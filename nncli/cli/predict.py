@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from nncli.cli.common import CONTEXT, reports_errors, standard_output
-from nncli.errors import NncliError
+from nncli.cli.common import CONTEXT, refuse_to_destroy, reports_errors, standard_output
 
 
 @click.command(context_settings=CONTEXT)
@@ -34,18 +33,13 @@ def predict(model, data, output, proba):
       cat rows.csv | nncli predict runs/iris/model.npz - | cut -d, -f1
     """
     from nncli.io.datasets import CsvSource
-    from nncli.io.files import atomic_write, same_file
+    from nncli.io.files import atomic_write
     from nncli.io.model_file import data_format, model_path
     from nncli.pipeline import load_trained_model, score
     from nncli.pipeline import predict as predict_rows
 
     to_stdout = output is None or str(output) == "-"
-    if not to_stdout:
-        for other, what in ((data, "the input CSV"), (model_path(model), "the model file")):
-            if str(other) != "-" and same_file(output, other):
-                raise NncliError(
-                    f"-o '{output}' is {what}; writing there would destroy it, so choose another file"
-                )
+    refuse_to_destroy(output, ((data, "the input CSV"), (model_path(model), "the model file")))
     trained = load_trained_model(model)
     source = CsvSource(None if str(data) == "-" else data, *data_format(trained.meta))
     if to_stdout:

@@ -605,13 +605,17 @@ class Scores:
     unseen_example: object = None
 
 
-def prediction_columns(model: Model, frame, source: CsvSource, offset: int, proba: bool, scores: Scores):
-    """For one chunk of rows: the ``prediction`` column (labels or values) and ``p_<class>`` columns with
-    ``proba``; adds the chunk's score (when it holds the target column) to ``scores``."""
+def prediction_columns(
+    model: Model, frame, source: CsvSource, offset: int, proba: bool, scores: Scores, keep=()
+):
+    """For one chunk of rows: the ``keep`` columns as they are, the ``prediction`` column (labels or values)
+    and ``p_<class>`` columns with ``proba``; adds the chunk's score (when it holds the target column) to
+    ``scores``."""
     pre = model.preprocessing
     A = model.network.forward(pre.inputs(frame, source, offset))
     labels = pre.decode(A)
-    columns = {"prediction": labels}
+    columns = {name: frame[name].to_numpy() for name in keep}
+    columns["prediction"] = labels
     if proba:
         for label, p in zip(pre.classes, pre.probabilities(A).T, strict=True):
             columns[f"p_{label}"] = p.tolist()
@@ -646,24 +650,43 @@ def prediction_chunk_rows(model: Model, proba: bool) -> int:
     return chunk_rows(width)
 
 
-def predict(model: Model, source: CsvSource, handle, proba: bool = False) -> Scores:
+def predict(model: Model, source: CsvSource, handle, proba: bool = False, keep=()) -> Scores:
     """Stream predictions for the rows of ``source`` as CSV text into ``handle``, chunk by chunk, so
-    memory does not grow with the number of rows nor with the model's width."""
+    memory does not grow with the number of rows nor with the model's width. ``keep`` names columns of
+    the input copied in front of the predictions (an id to join them back on)."""
     pre = model.preprocessing
     if proba and pre.task != "classification":
         raise NncliError("--proba applies to classification models; this model predicts a number")
+    names = ["prediction"] + ([f"p_{label}" for label in pre.classes] if proba else [])
+    keep = list(dict.fromkeys(keep))
+    clash = next((name for name in keep if name in names), None)
+    if clash is not None:
+        raise NncliError(
+            f"--keep {clash!r} would give two output columns of that name; rename it in the input"
+        )
     if not source.is_stream:
-        read_header(source)
+        _check_kept(keep, read_header(source), source)
+    read_by_model = {*pre.features, pre.target}
+    text = [name for name in keep if name not in read_by_model]  # copied as text; the model's columns as read
     scores = Scores()
-    for offset, chunk in read_chunks(source, rows=prediction_chunk_rows(model, proba)):
+    for offset, chunk in read_chunks(source, rows=prediction_chunk_rows(model, proba), text_columns=text):
+        if offset == 0:
+            _check_kept(keep, list(chunk.columns), source)
         if len(chunk) == 0:
             continue
-        columns = prediction_columns(model, chunk, source, offset, proba, scores)
+        columns = prediction_columns(model, chunk, source, offset, proba, scores, keep)
         write_csv(columns, handle, header=offset == 0)
     if scores.rows == 0:
-        names = ["prediction"] + ([f"p_{label}" for label in pre.classes] if proba else [])
-        handle.write(",".join(names) + "\n")
+        handle.write(",".join([*keep, *names]) + "\n")
     return scores
+
+
+def _check_kept(keep: list[str], header: list[str], source: CsvSource) -> None:
+    missing = next((name for name in keep if name not in header), None)
+    if missing is not None:
+        raise NncliError(
+            f"--keep {missing!r}: '{source.name}' has no such column; its columns are {', '.join(header)}"
+        )
 
 
 def score(model: Model, scores: Scores) -> tuple[str, float] | None:

@@ -522,3 +522,32 @@ def test_python_dash_m_nncli_is_the_command_line():
 
     done = subprocess.run([sys.executable, "-m", "nncli", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout == f"nncli, version {__version__}\n"
+
+
+def test_predict_keeps_an_id_column_as_text_to_join_on(workdir, write_config):
+    out = trained(workdir, write_config)
+    (workdir / "ids.csv").write_text("id,a,b,c\n007,0.1,1.0,5\nNA-1,0.9,2.5,1\n,0.3,1.1,4\n")
+    result = invoke("predict", out, "ids.csv", "--keep", "id", "--keep", "a", "--proba")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "id,a,prediction,p_x,p_y"
+    plain = invoke("predict", out, "ids.csv", "--proba").stdout.splitlines()
+    assert [line.split(",")[:2] for line in lines[1:]] == [["007", "0.1"], ["NA-1", "0.9"], ["", "0.3"]]
+    assert [line.split(",", 2)[2] for line in lines[1:]] == plain[1:]  # the predictions are unchanged
+    piped = invoke("predict", out, "-", "--keep", "id,c", input=(workdir / "ids.csv").read_text())
+    assert piped.exit_code == 0 and piped.stdout.splitlines()[1].startswith("007,5,")
+
+
+def test_predict_keep_refuses_a_missing_or_clashing_column_before_writing(workdir, write_config):
+    out = trained(workdir, write_config)
+    for args, words in (
+        (("--keep", "id"), "--keep 'id': 'small.csv' has no such column; its columns are a, b, c, label"),
+        (("--keep", "prediction"), "--keep 'prediction' would give two output columns of that name"),
+    ):
+        result = invoke("predict", out, "small.csv", *args, "-o", "p.csv")
+        assert result.exit_code == 2 and words in result.stderr
+        assert not (workdir / "p.csv").exists()
+    (workdir / "clash.csv").write_text("prediction,a,b,c\n1,0.1,1.0,5\n")
+    result = invoke("predict", out, "clash.csv", "--keep", "prediction")
+    assert result.exit_code == 2
+    assert "would give two output columns of that name" in result.stderr and result.stdout == ""

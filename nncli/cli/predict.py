@@ -20,8 +20,15 @@ from nncli.cli.common import CONTEXT, refuse_to_destroy, reports_errors, standar
     help="Write the CSV here instead of stdout (- for stdout).",
 )
 @click.option("--proba", is_flag=True, help="Add a p_<class> column per class.")
+@click.option(
+    "--keep",
+    "keep",
+    multiple=True,
+    metavar="COL[,COL…]",
+    help="Copy these input columns (an id) in front of the predictions (repeatable).",
+)
 @reports_errors
-def predict(model, data, output, proba):
+def predict(model, data, output, proba, keep):
     """Apply MODEL to the rows of DATA (a CSV file, or - for stdin) and print a CSV of predictions.
 
     Features are matched by column name, so extra columns and the target may be present; with the
@@ -31,6 +38,7 @@ def predict(model, data, output, proba):
     Example:
       nncli predict runs/iris/model.npz datasets/iris_test.csv --proba > predictions.csv
       cat rows.csv | nncli predict runs/iris/model.npz - | cut -d, -f1
+      nncli predict runs/iris datasets/iris_test.csv --keep id -o - | join -t, ids.csv -
     """
     from nncli.io.datasets import CsvSource
     from nncli.io.files import atomic_write
@@ -40,18 +48,19 @@ def predict(model, data, output, proba):
 
     to_stdout = output is None or str(output) == "-"
     refuse_to_destroy(output, ((data, "the input CSV"), (model_path(model), "the model file")))
+    kept = [name.strip() for item in keep for name in item.split(",") if name.strip()]
     trained = load_trained_model(model)
     source = CsvSource(None if str(data) == "-" else data, *data_format(trained.meta))
     if to_stdout:
         handle = standard_output()
-        scores = predict_rows(trained, source, handle, proba)
+        scores = predict_rows(trained, source, handle, proba, kept)
         handle.flush()
     else:
         outcome = []
 
         def write(binary):
             text = io.TextIOWrapper(binary, encoding="utf-8", newline="")
-            outcome.append(predict_rows(trained, source, text, proba))
+            outcome.append(predict_rows(trained, source, text, proba, kept))
             text.flush()
             text.detach()
 

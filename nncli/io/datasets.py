@@ -196,16 +196,18 @@ def read_header(source: CsvSource, what: str = "data file") -> list[str]:
     return names
 
 
-def read_chunks(source: CsvSource, what: str = "data file", rows: int | None = None):
+def read_chunks(source: CsvSource, what: str = "data file", rows: int | None = None, text_columns=()):
     """(index of the chunk's first data row, chunk) for each chunk of ``rows`` rows of ``source``
-    (by default, the whole table)."""
+    (by default, the whole table); ``text_columns`` are kept as the text of their cells (an id's leading
+    zeros stay), empty where a cell is empty or NA."""
     _check_file(source, what)
+    rows = rows or chunk_rows(0)
     with _explained(source, what), _long_rows_refused():
         if not source.is_stream:
-            yield from _parsed_chunks(source, source.path, rows or chunk_rows(0))
+            yield from _parsed_chunks(source, source.path, rows, text_columns=text_columns)
             return
         with _stream(source) as handle:
-            yield from _parsed_chunks(source, handle, rows or chunk_rows(0))
+            yield from _parsed_chunks(source, handle, rows, text_columns=text_columns)
 
 
 @contextlib.contextmanager
@@ -217,10 +219,11 @@ def _long_rows_refused():
         yield
 
 
-def _parsed_chunks(source: CsvSource, handle, rows: int, names: list[str] | None = None):
+def _parsed_chunks(source: CsvSource, handle, rows: int, names: list[str] | None = None, text_columns=()):
     """Chunks of ``handle``'s table; with ``names``, the handle holds data lines only (no header)."""
     reader = pd.read_csv(
         handle,
+        converters={name: str for name in text_columns} or None,
         sep=source.delimiter,
         encoding=_encoding(source),
         chunksize=rows,

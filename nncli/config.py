@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,14 +304,18 @@ class Config:
     epochs_in_file: Any = None  # training.epochs as the file gives it, before --set and --epochs
 
     def to_dict(self) -> dict:
-        """The resolved config as plain YAML/JSON values (paths as strings), keyed as in the file."""
-        return {
+        """The resolved config as plain YAML/JSON values (paths as strings), keyed as in the file; a config
+        itself: model.hidden is left out where model.layers gives the layers."""
+        document = {
             section.name: {
                 _key(f): _plain(getattr(getattr(self, section.name), f.name))
                 for f in dataclasses.fields(section.type_class)
             }
             for section in SECTIONS
         }
+        if self.model.layers is not None:
+            del document["model"]["hidden"]
+        return document
 
 
 @dataclass(frozen=True)
@@ -390,6 +395,25 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _YAML_12_FLOAT, list("-+.0123456789"))
 
 
+def _read_config_stdin() -> str:
+    """The config piped into standard input, read no further than ``MAX_CONFIG_BYTES``."""
+    if sys.stdin is None:
+        raise ConfigError("the config is to come from standard input (-), but standard input is closed")
+    return _decoded(sys.stdin.buffer.read(MAX_CONFIG_BYTES + 1), "the config on standard input")
+
+
+def _decoded(data: bytes, what: str) -> str:
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{what} is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config lists a few dozen settings, so "
+            f"check that this is the file you meant"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{what} cannot be read as UTF-8 text (byte {error.start})") from None
+
+
 def _read_config_text(path: Path) -> str:
     """The config file's text, read no further than ``MAX_CONFIG_BYTES`` (it may be a device or a pipe)."""
     try:
@@ -401,15 +425,7 @@ def _read_config_text(path: Path) -> str:
         raise ConfigError(f"config file '{path}' is a folder; pass the YAML file itself") from None
     except OSError as error:
         raise ConfigError(f"config file '{path}' cannot be read ({error.strerror or error})") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"config file '{path}' is larger than {MAX_CONFIG_BYTES // 1024} KiB; a config lists a few "
-            f"dozen settings, so check that this is the file you meant"
-        )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise ConfigError(f"config file '{path}' cannot be read as UTF-8 text (byte {error.start})") from None
+    return _decoded(data, f"config file '{path}'")
 
 
 def parse_yaml(text: str, where: str) -> Any:
@@ -480,15 +496,23 @@ def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, A
     """Read, override and validate a config file.
 
     ``overrides`` are ``--set KEY=VALUE`` strings (VALUE read as YAML); ``values`` maps key paths to
-    values already parsed (``--epochs``, ``--seed``, ``--out``). Both win over the file.
+    values already parsed (``--epochs``, ``--seed``, ``--out``). Both win over the file. A path of ``-``
+    reads the config from standard input; its relative paths then start from the current folder, and
+    output.dir defaults to runs/stdin.
     """
+    if str(path) == "-":
+        return _load(_read_config_stdin(), Path("stdin"), Path.cwd(), overrides, values)
     path = Path(path)
     if path.suffix.lower() in (".csv", ".tsv"):
         raise ConfigError(
             f"'{path}' is a CSV file; nncli expects a YAML config whose data.path names it "
             f"(data: {{path: {path.name}}}, then model:, training:, output:)"
         )
-    document = parse_yaml(_read_config_text(path), str(path))
+    return _load(_read_config_text(path), path, path.parent.resolve(), overrides, values)
+
+
+def _load(text: str, path: Path, base: Path, overrides, values) -> Config:
+    document = parse_yaml(text, str(path))
     if document is None:
         document = {}
     if not isinstance(document, dict):
@@ -507,7 +531,7 @@ def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, A
     for key, value in (values or {}).items():
         _assign(document, key, value, "")
         given.add(key)
-    config = validate(document, path.parent.resolve(), source=path)
+    config = validate(document, base, source=path)
     return dataclasses.replace(config, from_command_line=frozenset(given), epochs_in_file=epochs_in_file)
 
 

@@ -8,6 +8,7 @@ import click
 
 from nncli import __version__
 from nncli.cli.common import CONTEXT
+from nncli.cli.config_show import config_group
 from nncli.cli.evaluate import evaluate
 from nncli.cli.gradcheck import gradcheck
 from nncli.cli.info import info
@@ -33,5 +34,5 @@ def main() -> None:
     """
 
 
-for command in (train, predict, evaluate, info, gradcheck, plot_cost):
+for command in (train, predict, evaluate, info, gradcheck, plot_cost, config_group):
     main.add_command(command)

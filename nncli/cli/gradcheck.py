@@ -13,7 +13,7 @@ from nncli.model.gradcheck import DEFAULT_EPSILON, DEFAULT_TOLERANCE
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("config", required=False, type=click.Path(path_type=Path))
+@click.argument("config", required=False, type=click.Path(path_type=Path, allow_dash=True))
 @click.option(
     "--epsilon",
     type=click.FloatRange(min=0, min_open=True),

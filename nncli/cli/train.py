@@ -14,7 +14,7 @@ from nncli.errors import EXIT_DIVERGED, Interrupted
 
 
 @click.command(context_settings=CONTEXT)
-@click.argument("config", type=click.Path(path_type=Path))
+@click.argument("config", type=click.Path(path_type=Path, allow_dash=True))
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable)."
 )

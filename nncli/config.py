@@ -501,17 +501,20 @@ def load_config(path: str | Path, overrides: list[str] = (), values: dict[str, A
     output.dir defaults to runs/stdin.
     """
     if str(path) == "-":
-        return _load(_read_config_stdin(), Path("stdin"), Path.cwd(), overrides, values)
+        return config_from_text(_read_config_stdin(), Path("stdin"), Path.cwd(), overrides, values)
     path = Path(path)
     if path.suffix.lower() in (".csv", ".tsv"):
         raise ConfigError(
             f"'{path}' is a CSV file; nncli expects a YAML config whose data.path names it "
             f"(data: {{path: {path.name}}}, then model:, training:, output:)"
         )
-    return _load(_read_config_text(path), path, path.parent.resolve(), overrides, values)
+    return config_from_text(_read_config_text(path), path, path.parent.resolve(), overrides, values)
 
 
-def _load(text: str, path: Path, base: Path, overrides, values) -> Config:
+def config_from_text(
+    text: str, path: Path, base: Path, overrides: list[str] = (), values: dict[str, Any] | None = None
+) -> Config:
+    """``load_config`` for a config's text, named ``path`` in messages, its relative paths from ``base``."""
     document = parse_yaml(text, str(path))
     if document is None:
         document = {}

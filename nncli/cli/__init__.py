@@ -12,6 +12,7 @@ from nncli.cli.config_show import config_group
 from nncli.cli.evaluate import evaluate
 from nncli.cli.gradcheck import gradcheck
 from nncli.cli.info import info
+from nncli.cli.init import init
 from nncli.cli.plot_cost import plot_cost
 from nncli.cli.predict import predict
 from nncli.cli.train import train
@@ -34,5 +35,5 @@ def main() -> None:
     """
 
 
-for command in (train, predict, evaluate, info, gradcheck, plot_cost, config_group):
+for command in (init, train, predict, evaluate, info, gradcheck, plot_cost, config_group):
     main.add_command(command)

@@ -143,7 +143,7 @@ def _explained(source: CsvSource, what: str):
         raise DataError(f"'{source.name}' is not a readable CSV file ({error})") from None
 
 
-def _check_file(source: CsvSource, what: str, stream_allowed: bool = True) -> None:
+def check_file(source: CsvSource, what: str, stream_allowed: bool = True) -> None:
     if source.path is None:
         return
     if source.path.is_dir():
@@ -163,7 +163,7 @@ OTHER_DELIMITERS = (";", "\t", "|", ",")
 
 def read_header(source: CsvSource, what: str = "data file") -> list[str]:
     """The column names of a CSV file, checked: present, named, none repeated, lines ended as CSV's are."""
-    _check_file(source, what, stream_allowed=False)
+    check_file(source, what, stream_allowed=False)
     with open(source.path, "rb") as raw:
         start = raw.read(1 << 16)
     if b"\r" in start and b"\n" not in start and len(start.split(b"\r")) > 2:
@@ -200,7 +200,7 @@ def read_chunks(source: CsvSource, what: str = "data file", rows: int | None = N
     """(index of the chunk's first data row, chunk) for each chunk of ``rows`` rows of ``source``
     (by default, the whole table); ``text_columns`` are kept as the text of their cells (an id's leading
     zeros stay), empty where a cell is empty or NA."""
-    _check_file(source, what)
+    check_file(source, what)
     rows = rows or chunk_rows(0)
     with _explained(source, what), _long_rows_refused():
         if not source.is_stream:

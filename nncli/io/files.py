@@ -85,6 +85,32 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
 
 
+def write_new_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, which must not exist: the whole file appears at once (a link to a
+    finished temporary file), and a file that appeared meanwhile is never replaced (FileExistsError)."""
+    path = Path(path)
+    try:
+        descriptor, temporary = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
+        )
+    except OSError as error:
+        raise _naming(error, path) from None
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())
+        os.link(temporary, path)
+    except OSError as error:
+        if isinstance(error, FileExistsError):
+            raise
+        raise _naming(error, path) from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
 def remove_stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:
     """Delete the temporary files ``atomic_write`` makes for ``names`` in ``folder`` (left by a process
     that was killed while writing); the caller must be the folder's only writer. Returns what it removed."""

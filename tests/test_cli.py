@@ -551,3 +551,50 @@ def test_predict_keep_refuses_a_missing_or_clashing_column_before_writing(workdi
     result = invoke("predict", out, "clash.csv", "--keep", "prediction")
     assert result.exit_code == 2
     assert "would give two output columns of that name" in result.stderr and result.stdout == ""
+
+
+def plot_body(text: str) -> list[str]:
+    """The lines inside the plot's frames, legend lines left out."""
+    return [
+        line
+        for line in text.splitlines()
+        if "│" in line and "training" not in line and "validation" not in line
+    ]
+
+
+def test_the_terminal_plot_tells_training_from_validation_in_plain_text(workdir, write_config, monkeypatch):
+    out = trained(
+        workdir, write_config, CONFIG.replace("target: label", "target: label\n  validation_split: 0.34")
+    )
+    monkeypatch.setenv("COLUMNS", "72")
+    text = invoke("plot-cost", out).stdout
+    lines = text.splitlines()
+    assert "\x1b[" not in text
+    assert any("•• training J(Θ)" in line for line in lines)
+    assert any("xx validation J(Θ)" in line for line in lines)
+    body = "".join(plot_body(text))
+    assert body.count("•") > 10 and body.count("x") > 10  # both curves drawn, each with its own marker
+    assert max(map(len, lines)) == 72
+    ticks = next(line for line in lines if "┴" not in line and "┬" not in line and line.strip()[:1].isdigit()
+                 and "┤" not in line)  # fmt: skip
+    assert all(word.isdigit() for word in ticks.split())  # iterations as whole numbers
+
+
+def test_the_plot_takes_a_log_axis_and_the_metric_beside_j(workdir, write_config, tmp_path):
+    out = trained(workdir, write_config)
+    history = (out / "history.csv").read_text().splitlines()
+    diverged = [*history[:3], history[3].replace(history[3].split(",")[2], "1e301", 1), *history[4:]]
+    (workdir / "diverged.csv").write_text("\n".join(diverged) + "\n")
+    flat = invoke("plot-cost", "diverged.csv").stdout
+    logged = invoke("plot-cost", "diverged.csv", "--log").stdout
+    assert "J(Θ) (log scale)" in logged and "(log scale)" not in flat
+    assert "J(Θ) (× 1e301)" in flat  # plotext draws nothing past 1e30: the axis is in units of 1e301
+    assert "1e301┤" in logged and "0.01┤" in logged
+    both = invoke("plot-cost", out, "--metric")
+    assert both.exit_code == 0
+    assert "training accuracy" in both.stdout and "accuracy over iterations" in both.stdout
+    assert invoke("plot-cost", out, "--metric", "--log", "-o", "both.png").exit_code == 0
+    assert (workdir / "both.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (workdir / "bare.csv").write_text("iteration,train_cost\n1,0.5\n2,0.4\n")
+    refused = invoke("plot-cost", "bare.csv", "--metric")
+    assert refused.exit_code == 2 and "records no metric beside J" in refused.stderr

@@ -8,25 +8,68 @@ plotext. Both libraries are imported only when a plot is asked for.
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from nncli.errors import NncliError
 from nncli.io.files import atomic_write
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
-XLABEL, YLABEL = "iteration", "J(Θ)"
+XLABEL = "iteration"
+# Training and validation are told apart by marker as well as colour, so that they differ in plain text
+# (NO_COLOR, a pipe, a printout) too.
+MARKERS = {"training": "•", "validation": "x"}
+COLOURS = {"training": "blue", "validation": "orange"}
+IMAGE_MARKERS = {"training": "o", "validation": "x"}
+IMAGE_LINES = {"training": "-", "validation": "--"}
 
 
-def _curves(history) -> list[tuple[str, list, list]]:
-    """(label, iterations, costs) for the training curve and, if recorded, the validation curve."""
-    curves = [("training J", history["iteration"].tolist(), history["train_cost"].tolist())]
-    if "val_cost" in history.columns and history["val_cost"].notna().any():
-        rows = history[history["val_cost"].notna()]
-        curves.append(("validation J", rows["iteration"].tolist(), rows["val_cost"].tolist()))
+@dataclass(frozen=True)
+class Panel:
+    """One plot of a run's history: J, or the metric (accuracy, RMSE), for training and validation."""
+
+    ylabel: str
+    curves: list[tuple[str, list, list]]  # (which: training or validation, iterations, values)
+    log: bool = False
+
+
+def panels(history, log: bool = False, metric: bool = False) -> list[Panel]:
+    """J(Θ) against iterations and, with ``metric``, the metric the history records beside it. Values
+    that are not finite (a diverged J), and on a log axis those ≤ 0, are left out of the curves."""
+    result = [Panel("J(Θ)", _curves(history, "train_cost", "val_cost", log), log)]
+    if metric:
+        name = next(
+            (c[len("train_") :] for c in history.columns if c.startswith("train_") and c != "train_cost"),
+            None,
+        )
+        if name is None or history[f"train_{name}"].isna().all():
+            raise NncliError("this history records no metric beside J, so --metric has nothing to plot")
+        result.append(Panel(name, _curves(history, f"train_{name}", f"val_{name}", False)))
+    return result
+
+
+def _curves(history, train: str, validation: str, log: bool) -> list[tuple[str, list, list]]:
+    curves = []
+    for which, column in (("training", train), ("validation", validation)):
+        if column not in history.columns:
+            continue
+        values = pd.to_numeric(history[column], errors="coerce")
+        keep = np.isfinite(values) & ((values > 0) if log else True)
+        if keep.any():
+            curves.append((which, history["iteration"][keep].tolist(), values[keep].tolist()))
     return curves
 
 
-def _figure(path: Path, size=(7, 4.5)):
+def whole_ticks(low: float, high: float, count: int = 6) -> list[int]:
+    """Up to ``count`` distinct whole numbers spread from ``low`` to ``high``, for an iterations axis."""
+    return sorted({round(v) for v in np.linspace(low, high, count)})
+
+
+def _figure(path: Path, size=(7, 4.5), panels: int = 1):
     """A matplotlib figure and axes for an image to be written to ``path``, whose suffix is checked first."""
     if Path(path).suffix.lower().lstrip(".") not in IMAGE_FORMATS:
         raise NncliError(f"cannot write '{path}': the file name should end in .png, .svg or .pdf")
@@ -35,7 +78,7 @@ def _figure(path: Path, size=(7, 4.5)):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=size, layout="constrained")
+    return plt.subplots(1, panels, figsize=size, layout="constrained")
 
 
 def _save(figure, path: Path) -> None:
@@ -47,16 +90,29 @@ def _save(figure, path: Path) -> None:
     atomic_write(path, lambda handle: handle.write(buffer.getvalue()))
 
 
-def plot_image(history, path: Path, title: str) -> None:
-    """Write the cost curves to ``path``; its suffix (.png, .svg, .pdf) picks the format."""
-    figure, axes = _figure(path)
-    for label, iterations, costs in _curves(history):
-        axes.plot(iterations, costs, label=label, marker="." if len(costs) < 30 else None)
-    axes.set_xlabel(XLABEL)
-    axes.set_ylabel(YLABEL)
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend()
+def plot_image(history, path: Path, title: str, log: bool = False, metric: bool = False) -> None:
+    """Write the cost curves (and the metric's, beside them) to ``path``; its suffix picks the format."""
+    shown = panels(history, log, metric)
+    figure, axes = _figure(path, (7 * len(shown), 4.5), len(shown))
+    for panel, ax in zip(shown, np.atleast_1d(axes), strict=True):
+        for which, iterations, values in panel.curves:
+            ax.plot(
+                iterations,
+                values,
+                label=f"{which} {panel.ylabel}",
+                color=f"tab:{COLOURS[which]}",
+                marker=IMAGE_MARKERS[which],
+                linestyle=IMAGE_LINES[which],
+                markersize=3 if len(values) < 60 else 0,
+            )
+        ax.set_xlabel(XLABEL)
+        ax.set_ylabel(panel.ylabel)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        if panel.log:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.suptitle(title)
     _save(figure, path)
 
 
@@ -98,16 +154,67 @@ def plot_predictions(truth: list, predicted: list, path: Path, title: str) -> No
     _save(figure, path)
 
 
-def plot_terminal(history, title: str, width: int = 80, height: int = 22) -> str:
-    """The cost curves drawn with text characters, without colour codes."""
+# plotext draws nothing at all once a value passes about 1e30; larger values are drawn in units of a power
+# of ten (a linear axis) or as their logarithms (a log axis), with the ticks labelled in the values' terms.
+TERMINAL_LARGEST = 1e15
+
+
+def _terminal_axis(values: list, panel: Panel):
+    """(transform of the values, y label, (ticks, labels) or None) for one terminal panel."""
+    if not values:
+        return (lambda ys: ys), panel.ylabel, None
+    if panel.log:
+        low, high = math.floor(math.log10(min(values))), math.ceil(math.log10(max(values)))
+        powers = sorted({round(k) for k in np.linspace(low, high, min(6, high - low + 1))})
+        labels = [f"1e{k}" if abs(k) > 2 else f"{10.0**k:g}" for k in powers]
+        return (lambda ys: np.log10(ys).tolist()), f"{panel.ylabel} (log scale)", (powers, labels)
+    top = max(abs(v) for v in values)
+    if top <= TERMINAL_LARGEST:
+        return (lambda ys: ys), panel.ylabel, None
+    power = math.floor(math.log10(top))
+    return (lambda ys: (np.asarray(ys) / 10.0**power).tolist()), f"{panel.ylabel} (× 1e{power})", None
+
+
+def plot_terminal(
+    history,
+    title: str,
+    width: int = 100,
+    height: int = 22,
+    log: bool = False,
+    metric: bool = False,
+    colour: bool = False,
+) -> str:
+    """The curves drawn with text characters, ``width`` columns wide and ``height`` rows per panel;
+    training as •, validation as x, in colour only when ``colour``."""
     import plotext
 
+    shown = panels(history, log, metric)
+    plotext.main()  # back to the whole figure: clear_figure clears only the active panel
     plotext.clear_figure()
-    plotext.plotsize(width, height)
     plotext.theme("clear")
-    for label, iterations, costs in _curves(history):
-        plotext.plot(iterations, costs, label=label)
-    plotext.title(title)
-    plotext.xlabel(XLABEL)
-    plotext.ylabel(YLABEL)
-    return plotext.uncolorize(plotext.build())
+    plotext.limit_size(False, False)  # the size asked for, not the size of a terminal plotext guesses
+    plotext.plotsize(width, height * len(shown))
+    plotext.subplots(len(shown), 1)
+    for row, panel in enumerate(shown, start=1):
+        plotext.subplot(row, 1)
+        iterations = [x for _, xs, _ in panel.curves for x in xs]
+        values = [v for _, _, vs in panel.curves for v in vs]
+        transform, ylabel, yticks = _terminal_axis(values, panel)
+        for which, xs, ys in panel.curves:
+            plotext.plot(
+                xs,
+                transform(ys),
+                label=f"{which} {panel.ylabel}",
+                marker=MARKERS[which],
+                color=COLOURS[which],
+            )
+        if iterations:
+            ticks = whole_ticks(min(iterations), max(iterations))
+            plotext.xticks(ticks, [str(t) for t in ticks])
+        if yticks:
+            plotext.yticks(*yticks)
+        plotext.title(title if row == 1 else f"{panel.ylabel} over iterations")
+        plotext.xlabel(XLABEL)
+        plotext.ylabel(ylabel)
+    text = plotext.build()
+    return text if colour else plotext.uncolorize(text)

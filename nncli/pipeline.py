@@ -20,6 +20,7 @@ from nncli.cores import available_memory
 from nncli.errors import DataError, ModelFileError, NncliError, shown
 from nncli.io.datasets import (
     TARGET,
+    TRAIN_COST,
     CsvSource,
     PreparedData,
     Preprocessing,
@@ -328,7 +329,7 @@ def _train(
         if every is not None and record.epoch % every == 0:
             run.write(trainer.history(), checkpoint=True, metrics=False)
 
-    history = trainer.run(epochs, epoch_done, should_stop)
+    history = trainer.run(epochs, epoch_done, should_stop, note)
     metrics = run.write(history, checkpoint=history.stop_reason != DIVERGED, metrics=True)
     return TrainingRun(history, metrics, directory, epochs)
 
@@ -507,14 +508,17 @@ def evaluate(net: Network, split, lambda_: float, metric: Metric) -> dict | None
 
 
 class HistoryCsv:
-    """history.csv: epoch, iteration, train_cost, val_cost, train_<metric>, val_<metric>, seconds.
+    """history.csv: epoch, iteration, train_mean_batch_cost, val_cost, train_<metric>, val_<metric>, seconds.
+
+    ``train_mean_batch_cost`` is the mean over the epoch's steps of each batch's J (whose L2 term is divided
+    by the batch's own m); ``val_cost`` is J over the whole validation set after the epoch.
 
     Rows already formatted are kept, so rewriting the file after each epoch costs one join, not a new
     formatting of the whole history."""
 
     def __init__(self, metric_name: str | None) -> None:
         name = metric_name or "metric"
-        self.lines = [f"epoch,iteration,train_cost,val_cost,train_{name},val_{name},seconds\n"]
+        self.lines = [f"epoch,iteration,{TRAIN_COST},val_cost,train_{name},val_{name},seconds\n"]
 
     def text(self, history: History) -> str:
         del self.lines[len(history) + 1 :]

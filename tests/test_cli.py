@@ -48,7 +48,7 @@ def test_train_writes_the_model_history_and_metrics(workdir, write_config):
     assert result.stdout == ""  # messages go to stderr
     assert "nncli: trained 3-3-1 (16 parameters) for 30 epochs" in result.stderr
     history = (out / "history.csv").read_text().splitlines()
-    assert history[0] == "epoch,iteration,train_cost,val_cost,train_accuracy,val_accuracy,seconds"
+    assert history[0] == "epoch,iteration,train_mean_batch_cost,val_cost,train_accuracy,val_accuracy,seconds"
     assert len(history) == 31 and history[-1].startswith("30,30,")
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["stop_reason"] == "completed" and metrics["epochs"] == 30
@@ -353,7 +353,8 @@ def test_plot_cost_draws_in_the_terminal_without_o(workdir, write_config):
     out = trained(workdir, write_config)
     result = invoke("plot-cost", out, "--title", "my run")
     assert result.exit_code == 0, result.output
-    assert "my run" in result.stdout and "training J" in result.stdout and "iteration" in result.stdout
+    assert "my run" in result.stdout and "training: mean batch J" in result.stdout
+    assert "iteration" in result.stdout
     assert "\x1b[" not in result.stdout
 
 
@@ -570,8 +571,8 @@ def test_the_terminal_plot_tells_training_from_validation_in_plain_text(workdir,
     text = invoke("plot-cost", out).stdout
     lines = text.splitlines()
     assert "\x1b[" not in text
-    assert any("•• training J(Θ)" in line for line in lines)
-    assert any("xx validation J(Θ)" in line for line in lines)
+    assert any("•• training: mean batch J" in line for line in lines)
+    assert any("xx validation J" in line for line in lines)
     body = "".join(plot_body(text))
     assert body.count("•") > 10 and body.count("x") > 10  # both curves drawn, each with its own marker
     assert max(map(len, lines)) == 72

@@ -1,6 +1,7 @@
 """The engines: which one a run picks, what it says, and that a run keeps its engine across a resume."""
 
 import json
+import time
 
 import numba
 import numpy as np
@@ -249,3 +250,29 @@ def test_the_compiled_output_units_give_the_same_in_rows_and_in_columns(output):
     np.testing.assert_allclose(rows_delta, c * (expected_a - Y), rtol=1e-13, atol=1e-15)
     assert rows_loss == pytest.approx(expected_loss, rel=1e-13)
     assert columns_loss == pytest.approx(expected_loss, rel=1e-13)
+
+
+def test_a_slow_first_compiled_step_says_it_is_compiling_once(monkeypatch):
+    from nncli.engines import registry
+
+    heard = []
+    monkeypatch.setattr(registry, "COMPILE_NOTICE_SECONDS", 0.05)
+    with registry.CompileNotice(heard.append):
+        time.sleep(0.5)  # a step that compiles
+    with registry.CompileNotice(heard.append):
+        pass  # a step whose kernels were in the cache
+    time.sleep(0.1)
+    assert heard == [registry.COMPILE_NOTICE]
+
+
+def test_the_compile_notice_reaches_stderr_through_train(workdir, monkeypatch):
+    from nncli.engines import registry
+
+    monkeypatch.setattr(registry, "COMPILE_NOTICE_SECONDS", 0.0)
+    monkeypatch.setattr(registry.CompileNotice, "__exit__", lambda self, *exc: self.timer.join())
+    (workdir / "run.yaml").write_text(CONFIG.replace("EPOCHS", "2").replace("ENGINE", "compiled"))
+    result = invoke("train", "run.yaml")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("compiling the compiled engine's kernels for this machine") >= 1
+    numpy_run = invoke("train", "run.yaml", "--overwrite", "--set", "training.engine=numpy")
+    assert "compiling" not in numpy_run.stderr

@@ -51,7 +51,7 @@ def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
     metric_name = "acc" if cfg.data.task == "classification" else "rmse"
 
     def show(record):
-        figures = {"J": f"{record.train_cost:.4g}"}
+        figures = {"mean batch J": f"{record.train_cost:.4g}"}
         if record.val_cost is not None:
             figures["val J"] = f"{record.val_cost:.4g}"
         if record.val_metric is not None:
@@ -152,5 +152,8 @@ def summary(run) -> str:
                 f"  {split:<10}  J {figures['cost']:.4f}   {name} {figures[name]:.4f}"
                 f"   ({figures['rows']} rows)"
             )
+    lines.append(
+        "  (J over each whole split, final weights; the bar's mean batch J averages the epoch's batch J)"
+    )
     lines.append(f"  wrote model.npz, history.csv, metrics.json to {run.directory}")
     return "\n".join(lines)

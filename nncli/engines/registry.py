@@ -37,6 +37,7 @@ keeps the engine it started with when it is resumed.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -277,9 +278,38 @@ class _Shared:
             self._blas_limit = None
 
 
+# A first compiled step that takes longer than this is compiling numba's kernels (loading them from the disk
+# cache takes a fraction of a second): the user hears why the bar waits.
+COMPILE_NOTICE_SECONDS = 2.0
+COMPILE_NOTICE = (
+    "nncli: compiling the compiled engine's kernels for this machine; this happens once per kernel and "
+    "takes about 10 to 30 seconds, and later runs load them at once"
+)
+
+
+class CompileNotice:
+    """While active, ``notify(COMPILE_NOTICE)`` is called once if ``COMPILE_NOTICE_SECONDS`` pass first."""
+
+    def __init__(self, notify: Callable[[str], None] | None) -> None:
+        self.timer = (
+            None if notify is None else threading.Timer(COMPILE_NOTICE_SECONDS, notify, (COMPILE_NOTICE,))
+        )
+
+    def __enter__(self) -> CompileNotice:
+        if self.timer is not None:
+            self.timer.daemon = True
+            self.timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+
+
 class Stepper:
     """Steps of a run: for each batch size, the first path of ``PATHS`` that serves it (or the path named
-    ``path``, for tests and benchmarks, which must serve it), built once. ``take`` is one step."""
+    ``path``, for tests and benchmarks, which must serve it), built once. ``take`` is one step; a step
+    path's first step on the ``compiled`` engine tells ``on_note`` when it is compiling kernels."""
 
     def __init__(
         self,
@@ -291,9 +321,11 @@ class Stepper:
         clip_norm: float | None = None,
         cores: int | None = None,
         path: str | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> None:
         if engine == "compiled":
             required_kernels()
+        self.on_note = on_note
         cores = available_cores() if cores is None else cores
         self.context = StepContext(net, optimizer, engine, clip_norm, cores)
         self.lambda_, self.metric = lambda_, metric
@@ -320,6 +352,9 @@ class Stepper:
             path = self.choose(m)
             step = self._steps[m] = path.build(self.context, self.lambda_, self.metric, m, self._shared)
             self.paths[m] = path.name
+            if self.context.engine == "compiled":
+                with CompileNotice(self.on_note):
+                    return step.run(X, Y, rows, alpha)
         return step.run(X, Y, rows, alpha)
 
     def close(self) -> None:

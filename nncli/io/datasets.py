@@ -800,6 +800,10 @@ def write_csv(frame_columns: dict, handle, header: bool = True) -> None:
     pd.DataFrame(frame_columns).to_csv(handle, index=False, header=header, lineterminator="\n")
 
 
+# history.csv's column of the mean over an epoch's steps of each batch's J (``train_cost`` before 0.2).
+TRAIN_COST, OLD_TRAIN_COST = "train_mean_batch_cost", "train_cost"
+
+
 def read_history(path: Path) -> pd.DataFrame:
     source = CsvSource(path)
     if path.is_file() and zipfile.is_zipfile(path):
@@ -807,9 +811,9 @@ def read_history(path: Path) -> pd.DataFrame:
             f"'{path}' is a model or checkpoint file, not a history; pass the run folder or its history.csv"
         )
     frame = read_csv(source, "history file")
-    needed = {"iteration", "train_cost"}
-    if not needed <= set(frame.columns):
+    frame = frame.rename(columns={OLD_TRAIN_COST: TRAIN_COST})
+    if not {"iteration", TRAIN_COST} <= set(frame.columns):
         raise DataError(
-            f"'{path}' is not an nncli history file: it needs the columns iteration and train_cost"
+            f"'{path}' is not an nncli history file: it needs the columns iteration and {TRAIN_COST}"
         )
     return frame

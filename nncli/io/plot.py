@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from nncli.errors import NncliError
+from nncli.io.datasets import TRAIN_COST
 from nncli.io.files import atomic_write
 
 IMAGE_FORMATS = ("png", "svg", "pdf")
@@ -33,34 +34,36 @@ class Panel:
     """One plot of a run's history: J, or the metric (accuracy, RMSE), for training and validation."""
 
     ylabel: str
-    curves: list[tuple[str, list, list]]  # (which: training or validation, iterations, values)
+    curves: list[tuple[str, str, list, list]]  # (training or validation, its label, iterations, values)
     log: bool = False
 
 
 def panels(history, log: bool = False, metric: bool = False) -> list[Panel]:
     """J(Θ) against iterations and, with ``metric``, the metric the history records beside it. Values
     that are not finite (a diverged J), and on a log axis those ≤ 0, are left out of the curves."""
-    result = [Panel("J(Θ)", _curves(history, "train_cost", "val_cost", log), log)]
+    labels = ("training: mean batch J", "validation J")
+    result = [Panel("J(Θ)", _curves(history, (TRAIN_COST, "val_cost"), labels, log), log)]
     if metric:
         name = next(
-            (c[len("train_") :] for c in history.columns if c.startswith("train_") and c != "train_cost"),
+            (c[len("train_") :] for c in history.columns if c.startswith("train_") and c != TRAIN_COST),
             None,
         )
         if name is None or history[f"train_{name}"].isna().all():
             raise NncliError("this history records no metric beside J, so --metric has nothing to plot")
-        result.append(Panel(name, _curves(history, f"train_{name}", f"val_{name}", False)))
+        labels = (f"training {name}", f"validation {name}")
+        result.append(Panel(name, _curves(history, (f"train_{name}", f"val_{name}"), labels, False)))
     return result
 
 
-def _curves(history, train: str, validation: str, log: bool) -> list[tuple[str, list, list]]:
+def _curves(history, columns: tuple[str, str], labels: tuple[str, str], log: bool) -> list:
     curves = []
-    for which, column in (("training", train), ("validation", validation)):
+    for which, column, label in zip(("training", "validation"), columns, labels, strict=True):
         if column not in history.columns:
             continue
         values = pd.to_numeric(history[column], errors="coerce")
         keep = np.isfinite(values) & ((values > 0) if log else True)
         if keep.any():
-            curves.append((which, history["iteration"][keep].tolist(), values[keep].tolist()))
+            curves.append((which, label, history["iteration"][keep].tolist(), values[keep].tolist()))
     return curves
 
 
@@ -95,11 +98,11 @@ def plot_image(history, path: Path, title: str, log: bool = False, metric: bool 
     shown = panels(history, log, metric)
     figure, axes = _figure(path, (7 * len(shown), 4.5), len(shown))
     for panel, ax in zip(shown, np.atleast_1d(axes), strict=True):
-        for which, iterations, values in panel.curves:
+        for which, label, iterations, values in panel.curves:
             ax.plot(
                 iterations,
                 values,
-                label=f"{which} {panel.ylabel}",
+                label=label,
                 color=f"tab:{COLOURS[which]}",
                 marker=IMAGE_MARKERS[which],
                 linestyle=IMAGE_LINES[which],
@@ -197,14 +200,14 @@ def plot_terminal(
     plotext.subplots(len(shown), 1)
     for row, panel in enumerate(shown, start=1):
         plotext.subplot(row, 1)
-        iterations = [x for _, xs, _ in panel.curves for x in xs]
-        values = [v for _, _, vs in panel.curves for v in vs]
+        iterations = [x for _, _, xs, _ in panel.curves for x in xs]
+        values = [v for _, _, _, vs in panel.curves for v in vs]
         transform, ylabel, yticks = _terminal_axis(values, panel)
-        for which, xs, ys in panel.curves:
+        for which, label, xs, ys in panel.curves:
             plotext.plot(
                 xs,
                 transform(ys),
-                label=f"{which} {panel.ylabel}",
+                label=label,
                 marker=MARKERS[which],
                 color=COLOURS[which],
             )

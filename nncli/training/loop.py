@@ -179,9 +179,11 @@ class Trainer:
         epochs: int,
         on_epoch: Callable[[EpochRecord], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        on_note: Callable[[str], None] | None = None,
     ) -> History:
         """Train until ``epochs`` epochs are complete (counting those already done), early stopping,
-        divergence, or ``should_stop()`` answering True between two steps; return the History."""
+        divergence, or ``should_stop()`` answering True between two steps; return the History.
+        ``on_note`` hears sentences for the user (that kernels are being compiled)."""
         _check_hyperparameters(self.alpha, self.lambda_, self.beta, self.batch_size, epochs, self.patience)
         net, state = self.net, self.state
         if state.engine is None:
@@ -197,6 +199,7 @@ class Trainer:
             self.clip_norm,
             self.cores,
             self.path,
+            on_note,
         )
         self.stop_reason, self.theta_at_stop = COMPLETED, None
         callbacks = [

@@ -15,6 +15,7 @@ from nncli.cli.info import info
 from nncli.cli.init import init
 from nncli.cli.plot_cost import plot_cost
 from nncli.cli.predict import predict
+from nncli.cli.trace import trace
 from nncli.cli.train import train
 
 
@@ -35,5 +36,5 @@ def main() -> None:
     """
 
 
-for command in (init, train, predict, evaluate, info, gradcheck, plot_cost, config_group):
+for command in (init, train, predict, evaluate, info, gradcheck, trace, plot_cost, config_group):
     main.add_command(command)

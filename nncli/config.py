@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import re
 import sys
 from collections.abc import Callable
@@ -426,6 +427,20 @@ def _read_config_text(path: Path) -> str:
     except OSError as error:
         raise ConfigError(f"config file '{path}' cannot be read ({error.strerror or error})") from None
     return _decoded(data, f"config file '{path}'")
+
+
+def as_yaml(document: dict) -> str:
+    """A resolved config (``Config.to_dict``) as YAML text, keys in the order of the file."""
+    return yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+
+
+def yaml_scalar(text: str) -> str:
+    """``text`` as a YAML scalar: plain where YAML reads it back as the same string, else double-quoted."""
+    try:
+        plain = yaml.safe_load(text) == text and text.strip() == text and not set(text) & set(":#'\"")
+    except yaml.YAMLError:
+        plain = False
+    return text if plain else json.dumps(text, ensure_ascii=False)
 
 
 def parse_yaml(text: str, where: str) -> Any:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from nncli.config import yaml_scalar
 from nncli.errors import DataError
 from nncli.io.datasets import OTHER_DELIMITERS, CsvSource, check_file, read_chunks, read_header
 
@@ -166,16 +167,16 @@ def starter_config(data: Path, target: str | None, config_folder: Path) -> str:
         f"{len(names)} columns.",
         "# Train with: nncli train THIS_FILE    Every key and its default: nncli config show THIS_FILE",
         "data:",
-        _entry(f"path: {_quoted(path)}"),
-        _entry(f"target: {_quoted(target)}"),
+        _entry(f"path: {yaml_scalar(path)}"),
+        _entry(f"target: {yaml_scalar(target)}"),
         _entry(f"task: {c.task}", c.reasons["task"]),
     ]
     if c.left_out:
         lines.append(_entry("features:", "the numeric columns; left out:"))
         lines += [f"  #   {name}: {why}" for name, why in c.left_out.items()]
-        lines += [f"    - {_quoted(name)}" for name in c.features]
+        lines += [f"    - {yaml_scalar(name)}" for name in c.features]
     if table.delimiter != ",":
-        lines.append(_entry(f"delimiter: {_quoted(table.delimiter)}", "the header is split by it"))
+        lines.append(_entry(f"delimiter: {yaml_scalar(table.delimiter)}", "the header is split by it"))
     held_out = "a fifth of the rows, to stop early on" if c.validation_split else "too few rows to hold out"
     lines += [
         _entry(f"validation_split: {c.validation_split}", held_out),
@@ -197,7 +198,7 @@ def starter_config(data: Path, target: str | None, config_folder: Path) -> str:
         lines.append(
             _entry(f"early_stopping: {{patience: {c.patience}}}", "keep the best validation J's weights")
         )
-    lines += ["output:", _entry(f"dir: {_quoted('runs/' + Path(data).stem)}"), ""]
+    lines += ["output:", _entry(f"dir: {yaml_scalar('runs/' + Path(data).stem)}"), ""]
     return "\n".join(lines)
 
 
@@ -205,17 +206,3 @@ def _entry(key_value: str, comment: str = "") -> str:
     """One indented ``key: value`` line, its comment in a column of its own."""
     line = f"  {key_value}"
     return f"{line:<31} # {comment}" if comment else line
-
-
-def _quoted(text: str) -> str:
-    """``text`` as a YAML scalar: plain where YAML reads it back as the same string, else double-quoted."""
-    import json
-
-    import yaml
-
-    try:
-        if yaml.safe_load(text) == text and text.strip() == text and ":" not in text and "#" not in text:
-            return text
-    except yaml.YAMLError:
-        pass
-    return json.dumps(text, ensure_ascii=False)

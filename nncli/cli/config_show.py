@@ -30,10 +30,8 @@ def show(config, overrides):
       nncli config show configs/digits.yaml --set training.alpha=0.1
       nncli init my.csv | nncli config show -
     """
-    import yaml
-
-    from nncli.config import load_config
+    from nncli.config import as_yaml, load_config
 
     resolved = load_config(config, list(overrides)).to_dict()
     resolved["output"]["dir"] = str(Path(resolved["output"]["dir"]).resolve())
-    click.echo(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True), nl=False)
+    click.echo(as_yaml(resolved), nl=False)

@@ -161,3 +161,14 @@ def test_predict_stops_cleanly_on_a_signal_and_leaves_no_partial_file(model, big
     assert stderr == f"nncli: error: stopped by {signal.Signals(signum).name}\n"
     assert not (workdir / "out.csv").exists()
     assert not list(workdir.glob(".out.csv.*"))
+
+
+def test_a_new_file_is_never_written_over_one_that_appeared(tmp_path):
+    from nncli.io.files import write_new_text
+
+    write_new_text(tmp_path / "a.yaml", "first\n")
+    assert (tmp_path / "a.yaml").read_text() == "first\n"
+    with pytest.raises(FileExistsError):
+        write_new_text(tmp_path / "a.yaml", "second\n")
+    assert (tmp_path / "a.yaml").read_text() == "first\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.yaml"]  # no temporary file left

@@ -45,6 +45,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
         _write_in_place(path, write)
         return
     keep_mode = stat.S_IMODE(mode) if mode is not None else 0o666 & ~_umask()
+    _through_temporary(path, write, keep_mode, os.replace)
+
+
+def _through_temporary(path: Path, write, mode: int, place) -> None:
+    """``write`` into a temporary file beside ``path``, synced to disk and given ``mode``; then
+    ``place(temporary, path)`` (``os.replace``, or ``os.link``, which never replaces). No temporary file
+    outlives the call; an OSError names ``path``, keeping its kind (FileExistsError stays one)."""
     try:
         descriptor, temporary = tempfile.mkstemp(
             dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
@@ -56,14 +63,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(temporary, keep_mode)
-        os.replace(temporary, path)
-    except BaseException as error:
+        os.chmod(temporary, mode)
+        place(temporary, path)
+    except OSError as error:
+        raise _naming(error, path) from None
+    finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        if isinstance(error, OSError):
-            raise _naming(error, path) from None
-        raise
 
 
 def _write_in_place(path: Path, write: Callable[[BinaryIO], None]) -> None:
@@ -89,26 +95,7 @@ def write_new_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path``, which must not exist: the whole file appears at once (a link to a
     finished temporary file), and a file that appeared meanwhile is never replaced (FileExistsError)."""
     path = Path(path)
-    try:
-        descriptor, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
-        )
-    except OSError as error:
-        raise _naming(error, path) from None
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, 0o666 & ~_umask())
-        os.link(temporary, path)
-    except OSError as error:
-        if isinstance(error, FileExistsError):
-            raise
-        raise _naming(error, path) from None
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+    _through_temporary(path, lambda handle: handle.write(text.encode("utf-8")), 0o666 & ~_umask(), os.link)
 
 
 def remove_stale_temporaries(folder: Path, names: Iterable[str]) -> list[Path]:

@@ -124,6 +124,14 @@ def columns(value, path, base):
     return tuple(names)
 
 
+def column_or_columns(value, path, base):
+    """One column name, or a list of distinct ones (one name alone in a list is that name)."""
+    if isinstance(value, list):
+        names = columns(value, path, base)
+        return names[0] if len(names) == 1 else names
+    return column(value, path, base)
+
+
 def file_path(value, path, base):
     if not isinstance(value, str) or not value:
         raise _fail(path, "a file path", value)
@@ -191,7 +199,12 @@ def early_stopping(value, path, base):
 @dataclass(frozen=True)
 class DataConfig:
     path: Path = option(REQUIRED, file_path, "CSV file with a header row (required)")
-    target: str | None = option(None, optional(column), "target column; default: the last column")
+    target: str | tuple[str, ...] | None = option(
+        None,
+        optional(column_or_columns),
+        "target column, or a list of them (several 0/1 labels, or numbers with task: regression); default: "
+        "the last column",
+    )
     features: tuple[str, ...] | None = option(
         None, optional(columns), "feature columns; default: all columns but the target"
     )

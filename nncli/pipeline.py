@@ -26,6 +26,7 @@ from nncli.io.datasets import (
     Preprocessing,
     chunk_rows,
     class_labels,
+    label_matrix,
     numeric_matrix,
     prepare,
     read_chunks,
@@ -38,7 +39,7 @@ from nncli.io.run_folder import RunFolder
 from nncli.model.activations import ACTIVATIONS
 from nncli.model.gradcheck import DEFAULT_EPSILON, GradcheckReport, gradcheck
 from nncli.model.layers import build_layers
-from nncli.model.metrics import ACCURACY, Metric, rmse
+from nncli.model.metrics import ACCURACY, LABEL_ACCURACY, Metric, rmse
 from nncli.model.network import Network
 from nncli.reports.evaluation import ConfusionTally, ErrorTally
 from nncli.training.callbacks import DIVERGED, INTERRUPTED
@@ -67,8 +68,11 @@ class TrainingRun:
 
 
 def metric_for(pre: Preprocessing) -> Metric:
-    """Accuracy for classification; RMSE in the target's own units for regression."""
-    return ACCURACY if pre.task == "classification" else rmse(pre.target_std)
+    """Accuracy for classification, label accuracy for several 0/1 labels; RMSE in the targets' own units
+    for regression."""
+    if pre.task == "classification":
+        return ACCURACY
+    return LABEL_ACCURACY if pre.task == "multilabel" else rmse(pre.target_std)
 
 
 def input_shape(config: Config, prepared: PreparedData) -> tuple[int, ...]:
@@ -226,6 +230,7 @@ PREPROCESSING_CHANGES = {
     "output_units": "its output units",
     "mean": "its features' means",
     "std": "its features' standard deviations",
+    "target_names": "its target columns",
     "target_mean": "its target's mean",
     "target_std": "its target's standard deviation",
 }
@@ -592,6 +597,13 @@ def load_trained_model(path: Path) -> Model:
         or preprocessing.std.shape != (sizes[0],)
         or preprocessing.output_units != sizes[-1]
         or (preprocessing.task == "classification" and not preprocessing.classes)
+        or (
+            preprocessing.task != "classification"
+            and preprocessing.several
+            and len(preprocessing.targets) != sizes[-1]
+        )
+        or (preprocessing.task == "regression" and preprocessing.target_mean.shape != (sizes[-1],))
+        or preprocessing.target_mean.shape != preprocessing.target_std.shape
     ):
         raise ModelFileError(f"'{path}' is damaged: its arrays and its meta record disagree")
     return Model(network, preprocessing, meta)
@@ -599,10 +611,12 @@ def load_trained_model(path: Path) -> Model:
 
 @dataclass
 class Scores:
-    """What predicting a table with its target column present adds up: the score's sum over the rows
-    scored, and the rows whose class the model never saw in training (counted wrong)."""
+    """What predicting a table with its target column present adds up: the score's sum over the values
+    scored (a row's class, or each of its targets), and the rows whose class the model never saw in
+    training (counted wrong)."""
 
     rows: int = 0
+    values: int = 0
     total: float = 0.0
     scored: bool = True
     unseen: int = 0
@@ -617,26 +631,34 @@ def prediction_columns(
     ``scores``."""
     pre = model.preprocessing
     A = model.network.forward(pre.inputs(frame, source, offset))
-    labels = pre.decode(A)
     columns = {name: frame[name].to_numpy() for name in keep}
-    columns["prediction"] = labels
+    predicted = pre.prediction_columns(A)
+    columns.update(predicted)
     if proba:
-        for label, p in zip(pre.classes, pre.probabilities(A).T, strict=True):
+        for label, p in zip(pre.probability_names, pre.probabilities(A).T, strict=True):
             columns[f"p_{label}"] = p.tolist()
     scores.rows += len(frame)
-    if pre.target not in frame.columns:
+    if pre.missing_target(frame.columns) is not None:
         scores.scored = False
     elif pre.task == "classification":
-        truth = class_labels(frame, pre.target, source, offset)
-        scores.total += float(sum(a == b for a, b in zip(labels, truth, strict=True)))
+        truth = class_labels(frame, pre.targets[0], source, offset)
+        scores.total += float(sum(a == b for a, b in zip(predicted["prediction"], truth, strict=True)))
+        scores.values += len(truth)
         known = set(pre.classes)
         unseen = [label for label in truth if label not in known]
         if unseen and scores.unseen == 0:
             scores.unseen_example = unseen[0]
         scores.unseen += len(unseen)
     else:
-        truth = numeric_matrix(frame, [pre.target], source, offset, role=TARGET)[:, 0]
-        scores.total += float(np.sum((np.asarray(labels) - truth) ** 2))
+        guesses = np.column_stack(list(predicted.values()))
+        if pre.task == "multilabel":
+            scores.total += float(
+                np.count_nonzero(guesses == label_matrix(frame, pre.targets, source, offset))
+            )
+        else:
+            truth = numeric_matrix(frame, pre.targets, source, offset, role=TARGET)
+            scores.total += float(np.sum((guesses - truth) ** 2))
+        scores.values += guesses.size
     return columns
 
 
@@ -650,7 +672,7 @@ def prediction_chunk_rows(model: Model, proba: bool) -> int:
     pre = model.preprocessing
     width = max(len(pre.features) + 1, *model.network.layer_sizes)
     if proba:
-        width = max(width, PROBABILITY_CELLS * len(pre.classes))
+        width = max(width, PROBABILITY_CELLS * len(pre.probability_names))
     return chunk_rows(width)
 
 
@@ -659,9 +681,10 @@ def predict(model: Model, source: CsvSource, handle, proba: bool = False, keep=(
     memory does not grow with the number of rows nor with the model's width. ``keep`` names columns of
     the input copied in front of the predictions (an id to join them back on)."""
     pre = model.preprocessing
-    if proba and pre.task != "classification":
+    if proba and pre.task == "regression":
         raise NncliError("--proba applies to classification models; this model predicts a number")
-    names = ["prediction"] + ([f"p_{label}" for label in pre.classes] if proba else [])
+    predicted = [f"prediction_{name}" for name in pre.targets] if pre.several else ["prediction"]
+    names = predicted + ([f"p_{label}" for label in pre.probability_names] if proba else [])
     keep = list(dict.fromkeys(keep))
     clash = next((name for name in keep if name in names), None)
     if clash is not None:
@@ -670,7 +693,7 @@ def predict(model: Model, source: CsvSource, handle, proba: bool = False, keep=(
         )
     if not source.is_stream:
         _check_kept(keep, read_header(source), source)
-    read_by_model = {*pre.features, pre.target}
+    read_by_model = {*pre.features, *pre.targets}
     text = [name for name in keep if name not in read_by_model]  # copied as text; the model's columns as read
     scores = Scores()
     for offset, chunk in read_chunks(source, rows=prediction_chunk_rows(model, proba), text_columns=text):
@@ -694,12 +717,14 @@ def _check_kept(keep: list[str], header: list[str], source: CsvSource) -> None:
 
 
 def score(model: Model, scores: Scores) -> tuple[str, float] | None:
-    """(accuracy or rmse, its value) over the rows predicted, or None where the target was not given."""
+    """(the model's metric, its value) over the values predicted — accuracy, label accuracy, or RMSE
+    over every target — or None where the targets were not given."""
     if scores.rows == 0 or not scores.scored:
         return None
-    if model.preprocessing.task == "classification":
-        return "accuracy", scores.total / scores.rows
-    return "rmse", float(np.sqrt(scores.total / scores.rows))
+    name = metric_for(model.preprocessing).name
+    if name == "rmse":
+        return name, float(np.sqrt(scores.total / scores.values))
+    return name, scores.total / scores.values
 
 
 # Points kept for the predicted-against-true plot of a regression model, so that memory stays bounded.
@@ -708,40 +733,61 @@ MAX_PLOTTED_POINTS = 100_000
 
 @dataclass(frozen=True)
 class Evaluation:
-    report: dict  # ``nncli.reports.evaluation``'s figures
-    truth: list  # for a regression model's plot: the first MAX_PLOTTED_POINTS true values and predictions
-    predicted: list
+    report: dict  # ``nncli.reports.evaluation``'s figures; with several targets, one report per target
+    truth: list[list]  # for regression plots, per target: the first MAX_PLOTTED_POINTS true values
+    predicted: list[list]  # … and their predictions
 
 
 def evaluate_table(model: Model, source: CsvSource) -> Evaluation:
-    """Predict every row of ``source`` (which must hold the target column) and tally the results chunk by
-    chunk: the confusion matrix and per-class figures, or RMSE, MAE and R² in the target's units."""
+    """Predict every row of ``source`` (which must hold the target columns) and tally the results chunk
+    by chunk, per target: the confusion matrix and per-class figures (a label's classes are 0 and 1), or
+    RMSE, MAE and R² in the target's units."""
     pre = model.preprocessing
-    if not source.is_stream and pre.target not in read_header(source):
+    missing = None if source.is_stream else pre.missing_target(read_header(source))
+    if missing is not None:
         raise DataError(
-            f"'{source.name}' has no target column {pre.target!r}; evaluate compares the model's "
+            f"'{source.name}' has no target column {missing!r}; evaluate compares the model's "
             f"predictions with it (to predict without it, use nncli predict)"
         )
-    classifying = pre.task == "classification"
-    tally = ConfusionTally(pre.classes) if classifying else ErrorTally()
-    truth, predicted = [], []
+    K = len(pre.targets)
+    if pre.task == "regression":
+        tallies = [ErrorTally() for _ in range(K)]
+    else:
+        tallies = [ConfusionTally(pre.classes if pre.task == "classification" else (0, 1)) for _ in range(K)]
+    truth, predicted = [[] for _ in range(K)], [[] for _ in range(K)]
     for offset, chunk in read_chunks(source, rows=prediction_chunk_rows(model, False)):
         if len(chunk) == 0:
             continue
-        if pre.target not in chunk.columns:
-            raise DataError(f"'{source.name}' has no target column {pre.target!r}; evaluate needs it")
-        labels = pre.decode(model.network.forward(pre.inputs(chunk, source, offset)))
-        if classifying:
-            tally.add(class_labels(chunk, pre.target, source, offset), labels)
+        missing = pre.missing_target(chunk.columns)
+        if missing is not None:
+            raise DataError(f"'{source.name}' has no target column {missing!r}; evaluate needs it")
+        guesses = list(
+            pre.prediction_columns(model.network.forward(pre.inputs(chunk, source, offset))).values()
+        )
+        if pre.task == "classification":
+            tallies[0].add(class_labels(chunk, pre.targets[0], source, offset), guesses[0])
             continue
-        values = numeric_matrix(chunk, [pre.target], source, offset, role=TARGET)[:, 0]
-        tally.add(values, np.asarray(labels))
-        room = MAX_PLOTTED_POINTS - len(truth)
-        truth += values[:room].tolist()
-        predicted += labels[:room]
-    report = tally.report()
-    if report["rows"] == 0:
+        if pre.task == "multilabel":
+            labels = label_matrix(chunk, pre.targets, source, offset).astype(np.int64)
+            for k, tally in enumerate(tallies):
+                tally.add(labels[:, k].tolist(), guesses[k])
+            continue
+        values = numeric_matrix(chunk, pre.targets, source, offset, role=TARGET)
+        for k, tally in enumerate(tallies):
+            tally.add(values[:, k], np.asarray(guesses[k]))
+            room = MAX_PLOTTED_POINTS - len(truth[k])
+            truth[k] += values[:room, k].tolist()
+            predicted[k] += guesses[k][:room]
+    reports = [tally.report() for tally in tallies]
+    if reports[0]["rows"] == 0:
         raise DataError(f"'{source.name}' has no data rows, so there is nothing to evaluate")
+    if K == 1:
+        return Evaluation(reports[0], truth, predicted)
+    report = {
+        "task": pre.task,
+        "rows": reports[0]["rows"],
+        "targets": dict(zip(pre.targets, reports, strict=True)),
+    }
     return Evaluation(report, truth, predicted)
 
 

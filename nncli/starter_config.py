@@ -89,18 +89,34 @@ class Choices:
     steps_per_epoch: int
 
 
-def choose(table: TableSurvey, target: str) -> Choices:
-    column = table.columns[target]
-    if column.empty:
-        raise DataError(
-            f"target column {target!r} has {column.empty} empty cell(s); every row needs a target, so fill "
-            f"or drop them first"
-        )
+def choose(table: TableSurvey, targets: list[str]) -> Choices:
+    for name in targets:
+        column = table.columns[name]
+        if column.empty:
+            raise DataError(
+                f"target column {name!r} has {column.empty} empty cell(s); every row needs a target, so fill "
+                f"or drop them first"
+            )
+        if len(column.distinct) < 2:
+            raise DataError(f"target column {name!r} holds one value only; there is nothing to learn")
+    target, column = targets[0], table.columns[targets[0]]
     distinct = len(column.distinct)
-    if distinct < 2:
-        raise DataError(f"target column {target!r} holds one value only; there is nothing to learn")
     reasons = {}
-    if not column.numeric:
+    if len(targets) > 1:
+        text = next((name for name in targets if not table.columns[name].numeric), None)
+        if text is not None:
+            raise DataError(
+                f"target column {text!r} holds text; several targets must each hold numbers (0/1 labels, "
+                f"or values to predict), so give one text target alone"
+            )
+        labels = all(table.columns[name].distinct <= {0, 1} for name in targets)
+        task = "classification" if labels else "regression"
+        reasons["task"] = (
+            f"{len(targets)} columns of 0 and 1: a label each, one sigmoid unit per label"
+            if labels
+            else f"{len(targets)} numeric columns: a linear unit each"
+        )
+    elif not column.numeric:
         task = "classification"
         reasons["task"] = f"{target!r} holds text: {min(distinct, DISTINCT_KEPT)} classes"
     elif column.whole and distinct <= MOST_CLASSES and distinct <= max(2, table.rows // 10):
@@ -113,7 +129,7 @@ def choose(table: TableSurvey, target: str) -> Choices:
         )
     features, left_out = [], {}
     for name, survey_of in table.columns.items():
-        if name == target:
+        if name in targets:
             continue
         if not survey_of.numeric:
             left_out[name] = "holds text"
@@ -128,7 +144,7 @@ def choose(table: TableSurvey, target: str) -> Choices:
             "no column besides the target holds numbers in every row, so there are no features; nncli reads "
             "numeric features only"
         )
-    outputs = 1 if task == "regression" or distinct == 2 else distinct
+    outputs = len(targets) if len(targets) > 1 else (1 if task == "regression" or distinct == 2 else distinct)
     hidden = min(128, max(8, 2 ** round(math.log2(max(1.0, 2 * math.sqrt(len(features) * outputs))))))
     rows = table.rows
     batch_size = 32 if rows >= 320 else max(1, rows // 10) or 1
@@ -150,15 +166,17 @@ def choose(table: TableSurvey, target: str) -> Choices:
 
 
 def starter_config(data: Path, target: str | None, config_folder: Path) -> str:
-    """The text of a commented config for ``data`` whose paths hold from ``config_folder``."""
+    """The text of a commented config for ``data`` whose paths hold from ``config_folder``; ``target`` is
+    a column name, several separated by commas, or None for the last column."""
     table = survey(data)
     names = list(table.columns)
-    target = target if target is not None else names[-1]
-    if target not in table.columns:
-        raise DataError(f"'{data}' has no column {target!r} (--target); its columns are {', '.join(names)}")
+    targets = [name.strip() for name in target.split(",") if name.strip()] if target else [names[-1]]
+    for name in targets:
+        if name not in table.columns:
+            raise DataError(f"'{data}' has no column {name!r} (--target); its columns are {', '.join(names)}")
     if table.rows < 2:
         raise DataError(f"'{data}' has {table.rows} data row(s); training needs at least 2")
-    c = choose(table, target)
+    c = choose(table, targets)
     path = os.path.relpath(Path(data).resolve(), config_folder.resolve())
     if path.startswith(".."):  # outside the config's folder: absolute, which survives moving the config
         path = str(Path(data).resolve())
@@ -168,7 +186,11 @@ def starter_config(data: Path, target: str | None, config_folder: Path) -> str:
         "# Train with: nncli train THIS_FILE    Every key and its default: nncli config show THIS_FILE",
         "data:",
         _entry(f"path: {yaml_scalar(path)}"),
-        _entry(f"target: {yaml_scalar(target)}"),
+        _entry(
+            f"target: {yaml_scalar(targets[0])}"
+            if len(targets) == 1
+            else f"target: [{', '.join(yaml_scalar(name) for name in targets)}]"
+        ),
         _entry(f"task: {c.task}", c.reasons["task"]),
     ]
     if c.left_out:

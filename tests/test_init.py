@@ -100,3 +100,29 @@ def test_bad_input_to_init_is_one_sentence(tmp_path, monkeypatch):
         assert result.exit_code == 2, (args, result.output)
         assert words in result.stderr and len(result.stderr.splitlines()) == 1
         assert result.stdout == ""
+
+
+@pytest.mark.parametrize("kind,task,metric", [("labels", "classification", "label_accuracy"),
+                                              ("numbers", "regression", "rmse")])  # fmt: skip
+def test_init_then_train_works_with_several_targets(kind, task, metric, tmp_path, monkeypatch, rng):
+    monkeypatch.chdir(tmp_path)
+    m = 400
+    X = rng.normal(size=(m, 3))
+    frame = pd.DataFrame({"x1": X[:, 0], "x2": X[:, 1], "x3": X[:, 2]})
+    if kind == "labels":
+        frame["a"], frame["b"] = (X[:, 0] > 0).astype(int), (X[:, 1] - X[:, 2] > 0).astype(int)
+    else:
+        frame["a"], frame["b"] = 2 * X[:, 0] + 7, X[:, 1] * X[:, 2]
+    frame.to_csv(tmp_path / "several.csv", index=False)
+    result = invoke("init", "several.csv", "--target", "a,b")
+    assert result.exit_code == 0, result.output
+    config = yaml.safe_load(result.stdout)
+    assert config["data"]["target"] == ["a", "b"] and config["data"]["task"] == task
+    (tmp_path / "several.yaml").write_text(result.stdout)
+    assert invoke("train", "several.yaml", "-q").exit_code == 0
+    metrics = json.loads((tmp_path / "runs/several/metrics.json").read_text())
+    assert metrics["metric"] == metric and metrics["layer_sizes"][-1] == 2
+    if kind == "labels":
+        assert metrics["validation"]["label_accuracy"] >= 0.9
+    else:
+        assert metrics["validation"]["rmse"] < 0.5 * float(frame[["a", "b"]].std().min())

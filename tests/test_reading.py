@@ -46,7 +46,7 @@ def write_table(path: Path, rows: int, labels, seed: int = 0) -> Path:
 def read(path: Path, task: str = "classification"):
     source = data.CsvSource(path)
     columns = data.read_header(source)
-    return data._read_training_rows(source, columns, columns[:-1], columns[-1], task)
+    return data._read_training_rows(source, columns, columns[:-1], (columns[-1],), task)
 
 
 def read_as_one_stream(path: Path, task: str = "classification", monkeypatch=None):
@@ -269,3 +269,22 @@ def test_numeric_columns_read_without_a_buffer_never_share_the_frames_memory():
     X = data.numeric_matrix(frame, ["a", "b"], data.CsvSource(None))
     X -= 10.0
     assert frame["a"].tolist() == [1.0, 2.0] and frame["b"].tolist() == [3.0, 4.0]
+
+
+@pytest.mark.parametrize("task", ["multilabel", "regression"])
+def test_several_targets_read_in_ranges_equal_one_stream(tmp_path, monkeypatch, split_small_files, task):
+    rng = np.random.default_rng(5)
+    rows = 3000
+    X = rng.normal(size=(rows, 2))
+    Y = rng.integers(0, 2, size=(rows, 3)) if task == "multilabel" else rng.normal(size=(rows, 3)) * 1e3
+    lines = ["a,b,t1,t2,t3"] + [",".join(repr(float(v)) for v in (*x, *y)) for x, y in zip(X, Y, strict=True)]
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(lines) + "\n")
+    source = data.CsvSource(path)
+    columns = data.read_header(source)
+    in_ranges = data._read_training_rows(source, columns, ["a", "b"], ("t1", "t2", "t3"), task)
+    assert split_small_files == [rows]
+    monkeypatch.setattr(line_ranges, "MIN_BYTES_TO_SPLIT", 1 << 60)
+    whole = data._read_training_rows(source, columns, ["a", "b"], ("t1", "t2", "t3"), task)
+    assert_same(in_ranges, whole)
+    assert in_ranges[1].shape == (rows, 3) and np.array_equal(in_ranges[1], Y.astype(float))

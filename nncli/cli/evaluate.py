@@ -42,7 +42,6 @@ def evaluate(model, data, as_json, output, plot):
     from nncli.io.datasets import CsvSource
     from nncli.io.files import atomic_write_text
     from nncli.io.model_file import data_format, model_path
-    from nncli.io.plot import plot_confusion, plot_predictions
     from nncli.pipeline import evaluate_table, load_trained_model
 
     path = model_path(model)
@@ -56,16 +55,42 @@ def evaluate(model, data, as_json, output, plot):
     if output is not None:
         atomic_write_text(output, text)
     if plot is not None:
-        title = f"{path.parent.name or path.stem} on {Path(source.name).name}"
-        if report["task"] == "classification":
-            matrix = report["confusion_matrix"]
-            plot_confusion(matrix["labels"], matrix["rows_true_columns_predicted"], plot, title)
-        else:
-            plot_predictions(result.truth, result.predicted, plot, title)
-    click.echo(text if as_json else report_text(report), nl=not as_json)
+        draw(report, result, plot, f"{path.parent.name or path.stem} on {Path(source.name).name}")
+    click.echo(text if as_json else full_text(report), nl=not as_json)
     for written in (output, plot):
         if written is not None:
             click.echo(f"nncli: wrote {written}", err=True)
+
+
+# Panels drawn by --plot at most: a model with more targets plots its first ones.
+MOST_PANELS = 8
+
+
+def draw(report: dict, result, plot: Path, title: str) -> None:
+    """The confusion matrices (or predicted against true values) of the target, or of each target."""
+    from nncli.io.plot import plot_confusion, plot_predictions
+
+    per_target = report.get("targets") or {None: report}
+    names = list(per_target)[:MOST_PANELS]
+    if report["task"] == "regression":
+        panels = [(name or "", result.truth[k], result.predicted[k]) for k, name in enumerate(names)]
+        plot_predictions(panels, plot, title)
+        return
+    panels = []
+    for name in names:
+        matrix = per_target[name]["confusion_matrix"]
+        panels.append((name or "", matrix["labels"], matrix["rows_true_columns_predicted"]))
+    plot_confusion(panels, plot, title)
+
+
+def full_text(report: dict) -> str:
+    """The report of the target, or each target's under its name."""
+    if "targets" not in report:
+        return report_text(report)
+    parts = []
+    for name, part in report["targets"].items():
+        parts += [f"target {name!r}", report_text({**part, "data": report["data"]}), ""]
+    return "\n".join(parts).rstrip("\n")
 
 
 def report_text(report: dict) -> str:

@@ -59,12 +59,14 @@ def info_text(record: dict) -> str:
         f"written by nncli {record['nncli_version'] or 'unknown'})",
         f"network    {record['summary']}, {record['parameters']:,} parameters, {record['dtype']}",
     ]
-    classes = record["classes"]
+    classes, targets = record["classes"], record["targets"]
     if record["task"] == "classification":
-        what = f"task       classification of {record['target']!r} into {len(classes)} classes: "
+        what = f"task       classification of {targets[0]!r} into {len(classes)} classes: "
         lines.append(listed(what, classes))
+    elif record["task"] == "multilabel":
+        lines.append(listed(f"task       {len(targets)} labels of 0 or 1, one sigmoid unit each: ", targets))
     else:
-        lines.append(f"task       regression of {record['target']!r}")
+        lines.append(listed("task       regression of ", [repr(name) for name in targets]))
     lines.append(listed(f"features   {len(record['features'])}: ", record["features"]))
     scale = record["standardization"]
     mean, std = scale["mean"], scale["std"]
@@ -73,7 +75,9 @@ def info_text(record: dict) -> str:
         f"std {min(std):.4g} … {max(std):.4g}"
     )
     if record["task"] == "regression":
-        lines.append(f"           y ↦ (y − {scale['target_mean']:.6g}) / {scale['target_std']:.6g}")
+        for name, mean, std in zip(targets, scale["target_mean"], scale["target_std"], strict=True):
+            y = "y" if len(targets) == 1 else f"{name}"
+            lines.append(f"           {y} ↦ ({y} − {mean:.6g}) / {std:.6g}")
     lines += [
         "",
         f"{'layer':<6} {'type':<8} {'in':<12} {'out':<12} {'units':<11} {'arrays':<26} {'parameters':>10}",

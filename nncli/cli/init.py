@@ -12,7 +12,9 @@ from nncli.errors import NncliError
 
 @click.command(context_settings=CONTEXT)
 @click.argument("data", type=click.Path(path_type=Path))
-@click.option("--target", help="The column to predict. [default: the last column]")
+@click.option(
+    "--target", help="The column to predict, or several separated by commas. [default: the last column]"
+)
 @click.option(
     "-o", "--output", type=click.Path(path_type=Path), help="Write the config here (never over a file)."
 )

@@ -48,7 +48,8 @@ def train(config, overrides, epochs, seed, out, overwrite, resume, quiet):
     }
     cfg = load_config(config, list(overrides), {k: v for k, v in values.items() if v is not None})
     bar = tqdm(total=cfg.training.epochs, unit="epoch", file=sys.stderr, disable=True if quiet else None)
-    metric_name = "acc" if cfg.data.task == "classification" else "rmse"
+    several = isinstance(cfg.data.target, tuple)
+    metric_name = "rmse" if cfg.data.task == "regression" else ("label acc" if several else "acc")
 
     def show(record):
         figures = {"mean batch J": f"{record.train_cost:.4g}"}

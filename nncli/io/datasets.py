@@ -425,19 +425,35 @@ def _sort_key(label):
 class Preprocessing:
     """How a table becomes (X, Y) and outputs become labels.
 
-    x ↦ (x − mean) / std per feature (std 0 is taken as 1); for regression, y ↦ (y − target_mean) /
-    target_std. ``classes`` are sorted; ``output_units`` is K (1 for one sigmoid unit over two classes).
+    x ↦ (x − mean) / std per feature (std 0 is taken as 1); for regression, each target
+    y_k ↦ (y_k − target_mean_k) / target_std_k. ``task`` is classification (one column of class labels,
+    ``classes`` sorted), multilabel (several 0/1 columns, one sigmoid unit each) or regression (one or
+    several numeric columns, one linear unit each); ``output_units`` is K (1 for one sigmoid unit over two
+    classes).
     """
 
     features: tuple[str, ...]
-    target: str
+    targets: tuple[str, ...]
     task: str
     classes: tuple | None
     output_units: int
     mean: np.ndarray
     std: np.ndarray
-    target_mean: float = 0.0
-    target_std: float = 1.0
+    target_mean: np.ndarray  # (K,) for regression; 0 and 1 otherwise
+    target_std: np.ndarray
+
+    @property
+    def target(self) -> str:
+        """The target column's name, or the names of several joined by commas (for messages)."""
+        return ", ".join(self.targets)
+
+    @property
+    def several(self) -> bool:
+        return len(self.targets) > 1
+
+    def missing_target(self, columns) -> str | None:
+        """The first target column not among ``columns``, if any."""
+        return next((name for name in self.targets if name not in columns), None)
 
     def inputs(self, frame: pd.DataFrame, source: CsvSource, offset: int = 0) -> np.ndarray:
         """X (m, n): the feature columns by name, standardized."""
@@ -452,14 +468,18 @@ class Preprocessing:
         X /= self.std
         return X
 
-    def targets(self, frame: pd.DataFrame, source: CsvSource, offset: int = 0) -> np.ndarray:
-        """Y (m, K): one-hot rows (or a 0/1 column for one sigmoid unit), or the standardized target."""
-        if self.target not in frame.columns:
-            raise DataError(f"'{source.name}' has no target column {self.target!r}")
+    def target_matrix(self, frame: pd.DataFrame, source: CsvSource, offset: int = 0) -> np.ndarray:
+        """Y (m, K): one-hot rows (or a 0/1 column for one sigmoid unit), the 0/1 label columns, or the
+        standardized targets."""
+        missing = self.missing_target(frame.columns)
+        if missing is not None:
+            raise DataError(f"'{source.name}' has no target column {missing!r}")
         if self.task == "regression":
-            y = numeric_matrix(frame, [self.target], source, offset, role=TARGET)
+            y = numeric_matrix(frame, self.targets, source, offset, role=TARGET)
             return (y - self.target_mean) / self.target_std
-        codes, labels = class_codes(frame, self.target, source, offset)
+        if self.task == "multilabel":
+            return label_matrix(frame, self.targets, source, offset)
+        codes, labels = class_codes(frame, self.targets[0], source, offset)
         index = {label: i for i, label in enumerate(self.classes)}
         unknown = next((label for label in labels if label not in index), None)
         if unknown is not None:
@@ -476,44 +496,83 @@ class Preprocessing:
         return np.eye(len(self.classes))[codes]
 
     def decode(self, A: np.ndarray) -> list:
-        """Predictions in the original label space, from output activations A (m, K)."""
+        """One target's predictions in its own label space (or units), from output activations A (m, K)."""
         if self.task == "regression":
-            return (A[:, 0] * self.target_std + self.target_mean).tolist()
+            return (A[:, 0] * self.target_std[0] + self.target_mean[0]).tolist()
         return [self.classes[i] for i in predicted_classes(A)]
 
+    def prediction_columns(self, A: np.ndarray) -> dict[str, list]:
+        """The predictions as output columns: ``prediction``, or ``prediction_<target>`` for each of
+        several targets (a label's 0 or 1, a number in its own units)."""
+        if not self.several:
+            return {"prediction": self.decode(A)}
+        if self.task == "multilabel":
+            values = (A >= 0.5).astype(np.int64)
+        else:
+            values = A * self.target_std + self.target_mean
+        return {f"prediction_{name}": values[:, k].tolist() for k, name in enumerate(self.targets)}
+
+    @property
+    def probability_names(self) -> list:
+        """What ``--proba``'s columns are the probabilities of: the classes, or each label."""
+        return list(self.targets) if self.task == "multilabel" else list(self.classes)
+
     def probabilities(self, A: np.ndarray) -> np.ndarray:
-        """(m, number of classes): P(class) per row; for one sigmoid unit [1 − a, a]."""
-        if self.output_units == 1:
+        """(m, len(probability_names)): P(class) per row, for one sigmoid unit [1 − a, a]; P(label = 1)."""
+        if self.output_units == 1 and self.task == "classification":
             return np.column_stack([1.0 - A[:, 0], A[:, 0]])
         return A
 
     def to_meta(self) -> dict:
-        return {
+        """The model file's record: one target as in format 2 (a name, a mean and a standard deviation);
+        several as lists (``target_names``), which only format 3 holds."""
+        meta = {
             "feature_names": list(self.features),
-            "target_name": self.target,
             "task": self.task,
             "classes": None if self.classes is None else list(self.classes),
             "output_units": self.output_units,
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
-            "target_mean": self.target_mean,
-            "target_std": self.target_std,
         }
+        if self.several:
+            return {**meta, "target_names": list(self.targets), "target_mean": self.target_mean.tolist(),
+                    "target_std": self.target_std.tolist()}  # fmt: skip
+        return {**meta, "target_name": self.targets[0], "target_mean": float(self.target_mean[0]),
+                "target_std": float(self.target_std[0])}  # fmt: skip
 
     @classmethod
     def from_meta(cls, meta: dict) -> Preprocessing:
         classes = meta["classes"]
+        names = meta["target_names"] if "target_names" in meta else [meta["target_name"]]
         return cls(
             features=tuple(str(name) for name in meta["feature_names"]),
-            target=str(meta["target_name"]),
+            targets=tuple(str(name) for name in names),
             task=str(meta["task"]),
             classes=None if classes is None else tuple(classes),
             output_units=int(meta["output_units"]),
             mean=np.asarray(meta["mean"], dtype=np.float64),
             std=np.asarray(meta["std"], dtype=np.float64),
-            target_mean=float(meta["target_mean"]),
-            target_std=float(meta["target_std"]),
+            target_mean=np.atleast_1d(np.asarray(meta["target_mean"], dtype=np.float64)),
+            target_std=np.atleast_1d(np.asarray(meta["target_std"], dtype=np.float64)),
         )
+
+
+LABEL = "each of several targets with data.task classification must hold 0 or 1"
+
+
+def label_matrix(frame: pd.DataFrame, names, source: CsvSource, offset: int = 0) -> np.ndarray:
+    """Several 0/1 label columns as a float (m, K) matrix; a DataError names the first other value."""
+    Y = numeric_matrix(frame, names, source, offset, role=LABEL)
+    wrong = np.flatnonzero(((Y != 0) & (Y != 1)).any(axis=1))
+    if len(wrong):
+        row = int(wrong[0])
+        k = int(np.flatnonzero((Y[row] != 0) & (Y[row] != 1))[0])
+        where, _, _ = _locate(source, offset + row)
+        raise DataError(
+            f"'{source.name}' {where}: target column {names[k]!r} holds {Y[row, k]:g}; {LABEL} (one sigmoid "
+            f"unit per label); for numbers to predict, set data.task: regression"
+        )
+    return Y
 
 
 @dataclass(frozen=True)
@@ -526,15 +585,23 @@ class PreparedData:
     notes: tuple[str, ...] = ()  # what the user should hear about the data, as sentences
 
 
-def resolve_output(requested: str, task: str, n_classes: int | None) -> tuple[str, int]:
+def resolve_output(requested: str, task: str, n_classes: int | None, n_targets: int = 1) -> tuple[str, int]:
     """The output unit name and K: auto picks one sigmoid for 2 classes, softmax for more, linear for
-    regression; an explicit sigmoid or softmax gets one unit per class."""
+    regression (one unit per target), one sigmoid unit per label for several 0/1 targets; an explicit
+    sigmoid or softmax gets one unit per class."""
     if task == "regression":
         if requested not in ("auto", "linear"):
             raise DataError(
                 f"model.output {requested!r} cannot predict a number; use linear (or auto) for regression"
             )
-        return "linear", 1
+        return "linear", n_targets
+    if task == "multilabel":
+        if requested not in ("auto", "sigmoid"):
+            raise DataError(
+                f"model.output {requested!r} makes the labels compete for one probability; several 0/1 "
+                f"targets need one sigmoid unit each: use sigmoid (or auto)"
+            )
+        return "sigmoid", n_targets
     if requested == "auto":
         return ("sigmoid", 1) if n_classes == 2 else ("softmax", n_classes)
     if requested == "sigmoid" and n_classes == 2:
@@ -551,12 +618,14 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
     """
     source = CsvSource(data.path, data.delimiter, data.encoding)
     columns = read_header(source)
-    target = data.target if data.target is not None else columns[-1]
-    if target not in columns:
-        raise DataError(
-            f"'{source.name}' has no column {target!r} (data.target); its columns are {', '.join(columns)}"
-        )
-    features = list(data.features) if data.features is not None else [c for c in columns if c != target]
+    targets = target_names(data.target, columns)
+    for name in targets:
+        if name not in columns:
+            raise DataError(
+                f"'{source.name}' has no column {name!r} (data.target); its columns are {', '.join(columns)}"
+            )
+    chosen = set(targets)
+    features = list(data.features) if data.features is not None else [c for c in columns if c not in chosen]
     present = set(columns)
     for name in features:
         if name not in present:
@@ -564,35 +633,41 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
                 f"'{source.name}' has no column {name!r} (data.features); "
                 f"its columns are {', '.join(columns)}"
             )
-    if target in features:
-        raise DataError(f"column {target!r} is the target, so it cannot also be in data.features")
+    both = next((name for name in features if name in chosen), None)
+    if both is not None:
+        raise DataError(f"column {both!r} is a target, so it cannot also be in data.features")
     if not features:
-        raise DataError(f"'{source.name}' has no feature columns besides the target {target!r}")
+        raise DataError(f"'{source.name}' has no feature columns besides the target {', '.join(targets)!r}")
+    task = data.task
+    if len(targets) > 1 and task == "classification":
+        task = "multilabel"
 
-    X_all, targets, labels = _read_training_rows(source, columns, features, target, data.task)
+    X_all, values, labels = _read_training_rows(source, columns, features, targets, task)
     m = len(X_all)
     if m < MIN_ROWS:
         raise DataError(f"'{source.name}' has {m} data row(s); training needs at least {MIN_ROWS}")
     classes = None
-    if data.task == "classification":
+    if task == "classification":
         classes = tuple(sorted(labels, key=_sort_key))
         if len(classes) < 2:
             raise DataError(
-                f"'{source.name}': target column {target!r} holds one class only ({classes[0]!r}); "
+                f"'{source.name}': target column {targets[0]!r} holds one class only ({classes[0]!r}); "
                 "classification needs at least two"
             )
         order = {label: i for i, label in enumerate(classes)}
-        targets = np.array([order[label] for label in labels], dtype=np.intp)[targets]
-    output, units = resolve_output(requested_output, data.task, None if classes is None else len(classes))
+        values = np.array([order[label] for label in labels], dtype=np.intp)[values]
+    output, units = resolve_output(
+        requested_output, task, None if classes is None else len(classes), len(targets)
+    )
     notes = []
     if classes and len(classes) > m * MOST_ROWS and all(isinstance(label, int) for label in classes):
         notes.append(
-            f"nncli: warning: target column {target!r} of '{source.name}' has {len(classes)} classes in "
+            f"nncli: warning: target column {targets[0]!r} of '{source.name}' has {len(classes)} classes in "
             f"{m} rows; if it is a number to predict, set data.task: regression"
         )
 
     rng = np.random.default_rng(seed)
-    train_rows, val_rows = split_rows(m, targets if classes else None, data.validation_split, rng)
+    train_rows, val_rows = split_rows(m, values if classes else None, data.validation_split, rng)
     if data.validation_split > 0 and len(val_rows) == 0:
         raise DataError(
             f"data.validation_split {data.validation_split} of {m} rows leaves no validation rows"
@@ -601,28 +676,28 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
         X_val = X_all[val_rows]
         X_train = _keep_rows(X_all, train_rows)
         del X_all
-        t_train, t_val = targets[train_rows], targets[val_rows]
+        t_train, t_val = values[train_rows], values[val_rows]
     else:
-        X_train, X_val, t_train, t_val = X_all, None, targets, None
+        X_train, X_val, t_train, t_val = X_all, None, values, None
 
     mean, std = (
         _column_mean_std(X_train, names=features, source=source)
         if data.standardize
         else (np.zeros(len(features)), np.ones(len(features)))
     )
-    target_mean, target_std = 0.0, 1.0
-    if data.task == "regression" and data.standardize:
-        target_mean, target_std = _scaled_mean_std(t_train, target, source)
-    pre = Preprocessing(
-        tuple(features), target, data.task, classes, units, mean, std, target_mean, target_std
-    )
+    K = len(targets) if task == "regression" else 1
+    target_mean, target_std = np.zeros(K), np.ones(K)
+    if task == "regression" and data.standardize:
+        for k, name in enumerate(targets):
+            target_mean[k], target_std[k] = _scaled_mean_std(t_train[:, k], name, source)
+    pre = Preprocessing(tuple(features), targets, task, classes, units, mean, std, target_mean, target_std)
 
     def arrays(X, t):
         X -= mean
         X /= std
         if classes:
             return X, pre.encode(t)
-        return X, ((t - target_mean) / target_std).reshape(-1, 1)
+        return X, (t - target_mean) / target_std
 
     train = arrays(X_train, t_train)
     validation = arrays(X_val, t_val) if X_val is not None else None
@@ -632,9 +707,16 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
     return PreparedData(pre, output, train, validation, test, tuple(notes))
 
 
-def _read_training_rows(source: CsvSource, columns: list[str], features: list[str], target: str, task: str):
-    """(X (m, n) float64, targets, labels): for classification, targets are indices into ``labels``
-    (in order of first appearance); for regression, the target values and no labels.
+def target_names(target, columns: list[str]) -> tuple[str, ...]:
+    """data.target as a tuple of names: the one given, the several given, or the last column."""
+    if target is None:
+        return (columns[-1],)
+    return (target,) if isinstance(target, str) else tuple(target)
+
+
+def _read_training_rows(source: CsvSource, columns: list[str], features: list[str], targets, task: str):
+    """(X (m, n) float64, values, labels): for classification, values are indices into ``labels`` (in
+    order of first appearance); otherwise the targets' numbers, (m, K), and no labels.
 
     A large file is read one range of lines per core at once (``nncli.io.line_ranges``); if a range finds
     anything wrong, the file is read again as one stream, whose error names the line."""
@@ -642,20 +724,21 @@ def _read_training_rows(source: CsvSource, columns: list[str], features: list[st
     # At least the number of data rows: the ranges have counted the line breaks after the header already.
     bound = sum(r.line_breaks for r in ranges) + 1 if ranges else count_lines(source.path)
     X = np.empty((bound, len(features)))  # its pages are only touched as rows arrive
-    targets = np.empty(bound, dtype=np.intp if task == "classification" else np.float64)
+    shape = bound if task == "classification" else (bound, len(targets))  # class indices, or numbers
+    values = np.empty(shape, dtype=np.intp if task == "classification" else np.float64)
     if len(ranges) > 1:
         with contextlib.suppress(DataError, _RangesDisagree):
-            return _read_ranges(source, ranges, columns, features, target, task, X, targets)
-    with contextlib.closing(read_chunks(source, rows=chunk_rows(len(features) + 1))) as chunks:
-        filled = _fill(chunks, 0, source, features, target, task, X, targets)
-    return X[: filled.rows], targets[: filled.rows], filled.labels
+            return _read_ranges(source, ranges, columns, features, targets, task, X, values)
+    with contextlib.closing(read_chunks(source, rows=chunk_rows(len(features) + len(targets)))) as chunks:
+        filled = _fill(chunks, 0, source, features, targets, task, X, values)
+    return X[: filled.rows], values[: filled.rows], filled.labels
 
 
 class _RangesDisagree(Exception):
     """Ranges read at once gave rows that do not follow on (blank lines), or texts pandas typed apart."""
 
 
-def _read_ranges(source, ranges, columns, features, target, task, X, targets):
+def _read_ranges(source, ranges, columns, features, targets, task, X, values):
     first_rows = np.cumsum([0] + [r.line_breaks for r in ranges[:-1]])
     rows = max(1, chunk_rows(len(features) + 1) // len(ranges))  # as many cells in flight as one stream
 
@@ -665,7 +748,7 @@ def _read_ranges(source, ranges, columns, features, target, task, X, targets):
             open_range(source.path, ranges[part]) as handle,
             contextlib.closing(_parsed_chunks(source, handle, rows, names=columns)) as chunks,
         ):
-            return _fill(chunks, int(first_rows[part]), source, features, target, task, X, targets)
+            return _fill(chunks, int(first_rows[part]), source, features, targets, task, X, values)
 
     with _long_rows_refused(), ThreadPoolExecutor(len(ranges), thread_name_prefix="nncli-csv") as pool:
         parts = list(pool.map(read, range(len(ranges))))
@@ -679,9 +762,9 @@ def _read_ranges(source, ranges, columns, features, target, task, X, targets):
     for first, part in zip(first_rows, parts, strict=True):
         if part.labels:  # this range's label codes, in its own order of first appearance, to the file's
             overall = np.array([index.setdefault(label, len(index)) for label in part.labels], dtype=np.intp)
-            targets[first : first + part.rows] = overall[targets[first : first + part.rows]]
+            values[first : first + part.rows] = overall[values[first : first + part.rows]]
     m = int(first_rows[-1]) + parts[-1].rows
-    return X[:m], targets[:m], list(index)
+    return X[:m], values[:m], list(index)
 
 
 @dataclass(frozen=True)
@@ -692,8 +775,8 @@ class _Filled:
     bool_features: bool  # whether pandas typed a feature column of some chunk as booleans
 
 
-def _fill(chunks, first_row: int, source, features, target, task, X, targets) -> _Filled:
-    """Write the chunks' rows into X and targets from ``first_row`` on."""
+def _fill(chunks, first_row: int, source, features, targets, task, X, values) -> _Filled:
+    """Write the chunks' rows into X and values from ``first_row`` on."""
     index: dict = {}
     kinds = set()
     bool_features = False
@@ -703,12 +786,14 @@ def _fill(chunks, first_row: int, source, features, target, task, X, targets) ->
         bool_features = bool_features or bool((chunk.dtypes[features] == np.dtype(bool)).any())
         numeric_matrix(chunk, features, source, offset, out=X[rows])
         if task == "classification":
-            codes, labels = class_codes(chunk, target, source, offset)
+            codes, labels = class_codes(chunk, targets[0], source, offset)
             overall = np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.intp)
-            targets[rows] = overall[codes]
-            kinds.add(_kind(chunk[target]))
+            values[rows] = overall[codes]
+            kinds.add(_kind(chunk[targets[0]]))
+        elif task == "multilabel":
+            values[rows] = label_matrix(chunk, targets, source, offset)
         else:
-            targets[rows] = numeric_matrix(chunk, [target], source, offset, role=TARGET)[:, 0]
+            values[rows] = numeric_matrix(chunk, targets, source, offset, role=TARGET)
         row += len(chunk)
     return _Filled(row - first_row, list(index), kinds, bool_features)
 
@@ -766,7 +851,7 @@ def _load_split(pre: Preprocessing, path: Path, data, what: str) -> tuple[np.nda
     frame.columns = [str(c) for c in frame.columns]
     if len(frame) == 0:
         raise DataError(f"{what} '{source.name}' has no data rows")
-    return pre.inputs(frame, source), pre.targets(frame, source)
+    return pre.inputs(frame, source), pre.target_matrix(frame, source)
 
 
 def _keep_rows(X: np.ndarray, rows: np.ndarray, block: int = 1024) -> np.ndarray:

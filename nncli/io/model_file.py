@@ -33,7 +33,8 @@ from nncli.model.losses import OUTPUTS
 FORMAT = "nncli-model"
 CHECKPOINT_FORMAT = "nncli-checkpoint"
 FORMAT_VERSION = 2  # 2: the layers and the input's shape in meta; kernels (F, C, kh, kw)
-READABLE_VERSIONS = (1, 2)  # 1: a stack of dense layers of one activation
+SEVERAL_TARGETS_VERSION = 3  # 3: as 2, with several targets (target_names and per-target lists)
+READABLE_VERSIONS = (1, 2, 3)  # 1: a stack of dense layers of one activation
 CHECKPOINT_FORMAT_VERSION = 2  # 2: the fingerprint covers the preprocessing; the epochs a run reaches
 
 # Bounds read from the archive's directory and the arrays' headers before anything is decompressed.
@@ -114,6 +115,16 @@ MODEL_META = {
 
 
 FORMAT_2_KEYS = ("input_shape", "layers")
+# What format 3 (several targets) holds instead of format 2's one target.
+SEVERAL_TARGETS_META = {
+    "target_names": (lambda v: _names(v) and len(v) >= 2, "two or more distinct column names"),
+    "task": (
+        lambda v: isinstance(v, str) and v in ("multilabel", "regression"),
+        "multilabel or regression",
+    ),
+    "target_mean": (_numbers, "finite numbers"),
+    "target_std": (lambda v: _numbers(v) and all(x > 0 for x in v), "finite numbers > 0"),
+}
 
 
 def _optional(check):
@@ -163,7 +174,8 @@ def save_model(path: Path, weights: list[np.ndarray], biases: list[np.ndarray], 
     for number, (W, b) in enumerate(zip(weights, biases, strict=True), start=1):
         arrays[f"W{number}"] = W
         arrays[f"b{number}"] = b
-    _write_archive(path, arrays, {"format": FORMAT, "format_version": FORMAT_VERSION, **meta})
+    version = SEVERAL_TARGETS_VERSION if "target_names" in meta else FORMAT_VERSION
+    _write_archive(path, arrays, {"format": FORMAT, "format_version": version, **meta})
 
 
 def model_path(path: Path) -> Path:
@@ -188,7 +200,11 @@ def load_model(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], dict]:
     arrays, meta = _read_archive(
         path, FORMAT, READABLE_VERSIONS, "model", "the model.npz that 'nncli train' writes", _MODEL_ARRAY
     )
-    for key, (check, expected) in MODEL_META.items():
+    checks = dict(MODEL_META)
+    if meta["format_version"] == SEVERAL_TARGETS_VERSION:
+        del checks["target_name"]
+        checks.update(SEVERAL_TARGETS_META)
+    for key, (check, expected) in checks.items():
         if key in FORMAT_2_KEYS and meta["format_version"] == 1:
             continue
         if key not in meta or not check(meta[key]):

@@ -119,41 +119,45 @@ def plot_image(history, path: Path, title: str, log: bool = False, metric: bool 
     _save(figure, path)
 
 
-def plot_confusion(labels: list, counts, path: Path, title: str) -> None:
-    """The confusion matrix as a grid of counts: true classes as rows, predicted classes as columns."""
-    import numpy as np
-
-    counts = np.asarray(counts)
-    side = min(4 + 0.45 * len(labels), 16)
-    figure, axes = _figure(path, (side + 1, side))
-    shown = axes.imshow(counts, cmap="Blues")
-    figure.colorbar(shown, ax=axes, shrink=0.8, label="rows")
-    ticks = range(len(labels))
-    axes.set_xticks(ticks, [str(label) for label in labels], rotation=90 if len(labels) > 12 else 0)
-    axes.set_yticks(ticks, [str(label) for label in labels])
-    axes.set_xlabel("predicted class")
-    axes.set_ylabel("true class")
-    axes.set_title(title)
-    if len(labels) <= 30:  # the counts themselves, where they fit
-        dark = counts.max() / 2 if counts.size else 0
-        for i in ticks:
-            for j in ticks:
-                colour = "white" if counts[i, j] > dark else "black"
-                axes.text(j, i, str(counts[i, j]), ha="center", va="center", color=colour, fontsize=8)
+def plot_confusion(panels: list[tuple[str, list, list]], path: Path, title: str) -> None:
+    """Confusion matrices as grids of counts, true classes as rows and predicted classes as columns: one
+    panel per (its title, labels, counts) — one target, or each of several labels."""
+    side = min(4 + 0.45 * max(len(labels) for _, labels, _ in panels), 16)
+    figure, axes = _figure(path, ((side + 1) * len(panels), side), len(panels))
+    for (name, labels, counts), ax in zip(panels, np.atleast_1d(axes), strict=True):
+        counts = np.asarray(counts)
+        shown = ax.imshow(counts, cmap="Blues")
+        figure.colorbar(shown, ax=ax, shrink=0.8, label="rows")
+        ticks = range(len(labels))
+        ax.set_xticks(ticks, [str(label) for label in labels], rotation=90 if len(labels) > 12 else 0)
+        ax.set_yticks(ticks, [str(label) for label in labels])
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_title(name)
+        if len(labels) <= 30:  # the counts themselves, where they fit
+            dark = counts.max() / 2 if counts.size else 0
+            for i in ticks:
+                for j in ticks:
+                    colour = "white" if counts[i, j] > dark else "black"
+                    ax.text(j, i, str(counts[i, j]), ha="center", va="center", color=colour, fontsize=8)
+    figure.suptitle(title)
     _save(figure, path)
 
 
-def plot_predictions(truth: list, predicted: list, path: Path, title: str) -> None:
-    """Predicted against true values, with the line where they are equal."""
-    figure, axes = _figure(path, (5.5, 5.5))
-    axes.scatter(truth, predicted, s=8, alpha=0.5)
-    low, high = min(min(truth), min(predicted)), max(max(truth), max(predicted))
-    axes.plot([low, high], [low, high], color="grey", linewidth=1, label="prediction = true value")
-    axes.set_xlabel("true value")
-    axes.set_ylabel("prediction")
-    axes.set_title(title)
-    axes.grid(alpha=0.3)
-    axes.legend()
+def plot_predictions(panels: list[tuple[str, list, list]], path: Path, title: str) -> None:
+    """Predicted against true values, with the line where they are equal: one panel per (its title, true
+    values, predictions) — one target, or each of several."""
+    figure, axes = _figure(path, (5.5 * len(panels), 5.5), len(panels))
+    for (name, truth, predicted), ax in zip(panels, np.atleast_1d(axes), strict=True):
+        ax.scatter(truth, predicted, s=8, alpha=0.5)
+        low, high = min(min(truth), min(predicted)), max(max(truth), max(predicted))
+        ax.plot([low, high], [low, high], color="grey", linewidth=1, label="prediction = true value")
+        ax.set_xlabel("true value")
+        ax.set_ylabel("prediction")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.suptitle(title)
     _save(figure, path)
 
 

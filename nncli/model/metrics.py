@@ -1,4 +1,5 @@
-"""Quality figures reported beside J: accuracy for classification, RMSE for regression.
+"""Quality figures reported beside J: accuracy for classification, label accuracy for several 0/1 labels,
+RMSE for regression.
 
 Each metric is computed as a sum over a batch, so the sums of an epoch's steps (or of partitions) add up,
 and ``finish`` turns the total over m examples and K outputs into the figure.
@@ -39,9 +40,25 @@ def _squared_error(A: np.ndarray, Y: np.ndarray) -> float:
     return float(np.vdot(residual, residual))
 
 
+def _labels_correct(A: np.ndarray, Y: np.ndarray) -> float:
+    return float(np.count_nonzero((A >= 0.5) == (Y >= 0.5)))
+
+
 ACCURACY = Metric("accuracy", _correct, lambda total, m, k: total / m)
+# Several 0/1 labels, one sigmoid unit each: the share of the m·K decisions a ≥ 0.5 that match y.
+LABEL_ACCURACY = Metric("label_accuracy", _labels_correct, lambda total, m, k: total / (m * k))
 
 
-def rmse(target_scale: float = 1.0) -> Metric:
-    """RMSE = √(Σ (a − y)² / (m K)), times ``target_scale`` to report it in the target's own units."""
-    return Metric("rmse", _squared_error, lambda total, m, k: target_scale * float(np.sqrt(total / (m * k))))
+def rmse(target_scale=1.0) -> Metric:
+    """RMSE = √(Σ (a − y)² / (m K)) in the targets' own units: times ``target_scale`` for one target, or
+    with each target's residual scaled by its own entry of ``target_scale`` (an array of K) for several."""
+    scales = np.asarray(target_scale, dtype=np.float64)
+    if scales.size == 1:
+        scale = float(scales.reshape(-1)[0])
+        return Metric("rmse", _squared_error, lambda total, m, k: scale * float(np.sqrt(total / (m * k))))
+
+    def scaled_squares(A: np.ndarray, Y: np.ndarray) -> float:
+        residual = (A - Y) * scales
+        return float(np.vdot(residual, residual))
+
+    return Metric("rmse", scaled_squares, lambda total, m, k: float(np.sqrt(total / (m * k))))

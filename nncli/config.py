@@ -193,6 +193,41 @@ def early_stopping(value, path, base):
     return EarlyStopping(whole(1)(value.get("patience", 10), f"{path}.patience", base))
 
 
+@dataclass(frozen=True)
+class DaskSettings:
+    """training.dask: where the workers are and how the data is cut (``nncli.distributed``)."""
+
+    scheduler: str | None = None  # null: a LocalCluster on this machine; or an address, tcp://host:8786
+    workers: int | None = None  # LocalCluster only; null = one per core
+    threads_per_worker: int = 1
+    partition_rows: int = 65536  # rows per partition: a fixed grid, whatever the number of workers
+    processes: bool = True  # LocalCluster only: workers as processes (true) or threads of this one
+
+
+DASK_KEYS = {
+    "scheduler": optional(text),
+    "workers": optional(whole(1)),
+    "threads_per_worker": whole(1),
+    "partition_rows": whole(1),
+    "processes": boolean,
+}
+
+
+def dask_settings(value, path, base):
+    """A mapping of ``DaskSettings``' keys, each optional."""
+    if value is None:
+        return DaskSettings()
+    if not isinstance(value, dict):
+        raise _fail(path, "a mapping such as {scheduler: null, partition_rows: 65536}", value)
+    _reject_unknown(value, set(DASK_KEYS), path)
+    return DaskSettings(
+        **{key: check(value[key], f"{path}.{key}", base) for key, check in DASK_KEYS.items() if key in value}
+    )
+
+
+BACKENDS = ("local", "dask")
+
+
 # ------------------------------------------------------------------ sections
 
 
@@ -292,6 +327,16 @@ class TrainingConfig:
     )
     engine: str = option(
         "auto", choice(ENGINES), "auto, numpy or compiled: NumPy calls, or the step compiled by numba"
+    )
+    backend: str = option(
+        "local",
+        choice(BACKENDS),
+        "local, or dask: data-parallel training on a Dask cluster (needs nncli[dask])",
+    )
+    dask: DaskSettings = option(
+        DaskSettings(),
+        dask_settings,
+        "{scheduler, workers, threads_per_worker, partition_rows, processes}: the cluster and the data grid",
     )
 
 
@@ -593,6 +638,17 @@ def validate(document: dict, base: Path, source: Path | None = None) -> Config:
     if model.layers is not None and "hidden" in (document.get("model") or {}):
         raise ConfigError("model.hidden and model.layers are both set; keep one of them")
     check_layers(model, data.input_shape)
+    training = sections["training"]
+    if training.backend == "dask" and training.batch == "stochastic":
+        raise ConfigError(
+            "training.batch stochastic cannot run on the dask backend: a step of one example would cost a "
+            "round trip to every worker; use batch (or mini-batch, once available) there"
+        )
+    if training.backend == "dask" and training.batch == "mini-batch":
+        raise ConfigError(
+            "training.batch mini-batch is not available on the dask backend yet, only batch (each step's "
+            "gradient summed over every partition); set training.batch: batch, or training.backend: local"
+        )
     output = sections["output"]
     if output.dir is None:
         stem = source.stem if source is not None else "run"

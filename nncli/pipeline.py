@@ -199,7 +199,11 @@ def arrays_digest(prepared: PreparedData) -> str:
     """A hash of the training and validation arrays."""
     digest = hashlib.new(ARRAYS_HASH)
     for array in (*prepared.train, *(prepared.validation or ())):
-        digest.update(np.ascontiguousarray(array).data)
+        if hasattr(array, "digest"):  # rows a Dask cluster holds: each partition's own hash, in order
+            for part in array.digest():
+                digest.update(part)
+        elif isinstance(array, np.ndarray):
+            digest.update(np.ascontiguousarray(array).data)
     return digest.hexdigest()
 
 
@@ -281,8 +285,31 @@ def train_from_config(
     note = on_note or (lambda text: None)
     directory = Path(config.output.dir)
     check_output_dir(directory, overwrite, resume)
+    if config.training.backend == "dask":
+        from nncli.distributed.cluster import connected
+
+        with connected(config.training.dask) as client:
+            args = (overwrite, resume, on_epoch, should_stop, note, on_start)
+            return _load_and_train(config, *args, client=client)
+    return _load_and_train(config, overwrite, resume, on_epoch, should_stop, note, on_start)
+
+
+def _load_and_train(
+    config, overwrite, resume, on_epoch, should_stop, note, on_start, client=None
+) -> TrainingRun:
+    """Read the data (here, or on the workers of ``client``'s cluster), then train in the locked folder."""
+    directory = Path(config.output.dir)
     started = time.perf_counter()
-    prepared = prepare(config.data, config.model.output, config.training.seed)
+    grid = None
+    if client is None:
+        prepared = prepare(config.data, config.model.output, config.training.seed)
+    else:
+        from nncli.distributed.remote import prepare_remote
+
+        t = config.training
+        prepared, grid = prepare_remote(
+            client, config.data, config.model.output, t.seed, t.dask.partition_rows
+        )
     for text in prepared.notes:
         note(text)
     load_seconds = time.perf_counter() - started
@@ -290,11 +317,14 @@ def train_from_config(
     replacing = overwrite and _holds_a_run(directory)
     with RunFolder(directory, RUN_FILES, replacing) as folder:
         check_output_dir(directory, overwrite, resume)  # another run may have ended there meanwhile
-        return _train(config, prepared, folder, resume, load_seconds, on_epoch, should_stop, note, on_start)
+        run = _train(
+            config, prepared, folder, resume, load_seconds, on_epoch, should_stop, note, on_start, grid
+        )
+    return run
 
 
 def _train(
-    config, prepared, folder, resume, load_seconds, on_epoch, should_stop, note, on_start
+    config, prepared, folder, resume, load_seconds, on_epoch, should_stop, note, on_start, grid=None
 ) -> TrainingRun:
     directory = folder.directory
     net = build_network(config, prepared)
@@ -323,7 +353,9 @@ def _train(
     epochs = t.epochs
     if resume:
         epochs = _resume(trainer, directory, run_fingerprint, config, note)
-    run = _RunFiles(config, prepared, net, trainer, run_fingerprint, folder, load_seconds, metric, epochs)
+    run = _RunFiles(
+        config, prepared, net, trainer, run_fingerprint, folder, load_seconds, metric, epochs, grid
+    )
     every = config.output.checkpoint_every
     if on_start is not None:
         on_start(trainer.state.epoch, epochs)
@@ -412,6 +444,7 @@ class _RunFiles:
     load_seconds: float
     metric: Metric
     epochs: int
+    grid: object = None  # a dask run's partition grid (nncli.distributed.remote.Grid)
 
     def __post_init__(self) -> None:
         self.history_csv = HistoryCsv(self.metric.name)
@@ -474,9 +507,15 @@ class _RunFiles:
             "layer_sizes": net.layer_sizes,
             "parameters": int(net.theta.size),
             "engine": history.engine,
+            "backend": self.config.training.backend,
+            **(self.grid_record() if self.grid is not None else {}),
             "metric": self.metric.name,
             **{name: evaluate(net, split, lambda_, self.metric) for name, split in splits},
         }
+
+    def grid_record(self) -> dict:
+        grid = self.grid
+        return {"partitions": grid.partitions, "partition_rows": grid.partition_rows, "workers": grid.workers}
 
 
 SPLITS = ("train", "validation", "test")

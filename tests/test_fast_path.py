@@ -31,7 +31,9 @@ ROUTES = [
     ("layers", "numpy"),
     ("layers", "compiled"),
 ]
-assert {path for path, _ in ROUTES} == {path.name for path in PATHS}  # every path of the registry
+# every path of the registry; the partitioned path needs a Dask cluster and is held to local training in
+# tests/test_dask.py
+assert {path for path, _ in ROUTES} == {path.name for path in PATHS} - {"partitioned"}
 
 
 def straightforward_train(net, X, Y, **settings):

@@ -153,7 +153,7 @@ def test_a_run_folder_given_as_the_model_is_read_and_a_folder_without_one_is_exp
         ("step", 10**9, "'step' should be a whole number below 3"),
         ("epoch_rng_state", [1, 2], "'epoch_rng_state' should be a PCG64 generator state"),
         ("epoch_rng_state", {"bit_generator": "MT19937", "state": {}}, "'epoch_rng_state' should be a PCG64"),
-        ("engine", "bogus", "'engine' should be null, numpy or compiled, got 'bogus'"),
+        ("engine", "bogus", "'engine' should be null, numpy, compiled or dask, got 'bogus'"),
         ("best_cost", "low", "'best_cost' should be null or a finite number"),
         ("seconds", -1.0, "'seconds' should be a finite number ≥ 0"),
     ],

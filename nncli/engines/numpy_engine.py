@@ -335,12 +335,16 @@ class LayerStep:
 
     def run(self, X, Y, rows, alpha: float) -> tuple[float, float]:
         """(J_i of the batch, the metric's batch sum), both before the update."""
+        loss, metric_sum = self.gradient_sums(X, Y, rows)
+        return cost(loss, self.update.run(alpha, self.decay), self.lambda_, self.m), metric_sum
+
+    def gradient_sums(self, X, Y, rows) -> tuple[float, float]:
+        """(Σ loss, the metric's sum) of the batch, with κ/m · Σ ∂loss/∂Θ written into the gradient."""
         X_batch, Y_batch = X[rows], Y[rows]
         loss, grads, a_out = self.net.backprop(X_batch, Y_batch)
         for view, grad in zip(self.views, grads, strict=True):
             np.multiply(grad, self.scale, out=view)
-        metric_sum = self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
-        return cost(loss, self.update.run(alpha, self.decay), self.lambda_, self.m), metric_sum
+        return loss, self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
 
 
 def cost(loss: float, squares: float, lambda_: float, m: int) -> float:
@@ -357,3 +361,14 @@ def hold_blas_to_one_thread():
     """A context that holds BLAS to one thread of its own: each thread's products then run on that thread.
     Returns the threadpoolctl limit, whose ``restore_original_limits`` gives BLAS its threads back."""
     return blas_controller().limit(limits=1, user_api="blas")
+
+
+class PartitionedStep(LayerStep):
+    """A step whose batch is every row the workers hold (``nncli.distributed``): the partitions' sums are
+    added in partition order, then the step goes on as ``LayerStep``'s, on the client."""
+
+    def gradient_sums(self, X, Y, rows) -> tuple[float, float]:
+        loss, grads, metric_sum, _ = X.sums(self.net, self.metric)
+        for view, grad in zip(self.views, grads, strict=True):
+            np.multiply(grad, self.scale, out=view)
+        return loss, metric_sum

@@ -28,6 +28,8 @@ one path wherever it can run, so that tests hold every path to the general one:
   ``nncli.engines.compiled.updates`` has it).
 - ``layers``: every network, whatever its layer types, through the ``Layer`` protocol's own forms
   (``Network.backprop``); a new layer type trains here with no change to the registry.
+- ``partitioned``: the ``dask`` engine's only path, for rows the workers of a Dask cluster hold
+  (``nncli.distributed``): the ``layers`` path's step, its sums added over the partitions.
 
 The paths give the same weights up to rounding (the tests hold each to the general path to 1e-12 in float64,
 for every activation, output, optimizer and batch mode). Each is deterministic for a given machine, so a run
@@ -51,6 +53,9 @@ ENGINES = {
     "numpy": "NumPy calls only",
     "compiled": "numba's compiled step (needs numba)",
 }
+# What a run's steps ran on, as its checkpoint records it: an engine, or dask (nncli.distributed), which the
+# backend chooses rather than training.engine.
+RUN_ENGINES = ("numpy", "compiled", "dask")
 AUTO_MIN_SECONDS = 2.0
 # The numpy engine's cost model: about 40 µs of calls per step, and the step's products (three passes
 # of m × weights multiply-adds: forward, gradient, error) at 20 GFLOP/s. Rough, but only used to tell a
@@ -211,6 +216,12 @@ def _build_layers(ctx, lambda_, metric, m, shared):
     return numpy_engine.LayerStep(ctx.net, ctx.optimizer, lambda_, metric, m, shared, ctx.clip_norm)
 
 
+def _build_partitioned(ctx, lambda_, metric, m, shared):
+    from nncli.engines import numpy_engine
+
+    return numpy_engine.PartitionedStep(ctx.net, ctx.optimizer, lambda_, metric, m, shared, ctx.clip_norm)
+
+
 def _build_chunked(ctx, lambda_, metric, m, shared):
     from nncli.engines import numpy_engine
 
@@ -220,6 +231,7 @@ def _build_chunked(ctx, lambda_, metric, m, shared):
 
 
 PATHS = (
+    Path("partitioned", lambda ctx, m: ctx.engine == "dask", lambda ctx, m: True, _build_partitioned),
     Path("compiled-loops", _compiled_fused, _loops_cheapest, _build_loops),
     Path(
         "compiled-blas",

@@ -617,30 +617,7 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
     training rows are moved up in place.
     """
     source = CsvSource(data.path, data.delimiter, data.encoding)
-    columns = read_header(source)
-    targets = target_names(data.target, columns)
-    for name in targets:
-        if name not in columns:
-            raise DataError(
-                f"'{source.name}' has no column {name!r} (data.target); its columns are {', '.join(columns)}"
-            )
-    chosen = set(targets)
-    features = list(data.features) if data.features is not None else [c for c in columns if c not in chosen]
-    present = set(columns)
-    for name in features:
-        if name not in present:
-            raise DataError(
-                f"'{source.name}' has no column {name!r} (data.features); "
-                f"its columns are {', '.join(columns)}"
-            )
-    both = next((name for name in features if name in chosen), None)
-    if both is not None:
-        raise DataError(f"column {both!r} is a target, so it cannot also be in data.features")
-    if not features:
-        raise DataError(f"'{source.name}' has no feature columns besides the target {', '.join(targets)!r}")
-    task = data.task
-    if len(targets) > 1 and task == "classification":
-        task = "multilabel"
+    columns, targets, features, task = training_columns(data, source)
 
     X_all, values, labels = _read_training_rows(source, columns, features, targets, task)
     m = len(X_all)
@@ -707,6 +684,36 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
     return PreparedData(pre, output, train, validation, test, tuple(notes))
 
 
+def training_columns(data, source: CsvSource) -> tuple[list[str], tuple[str, ...], list[str], str]:
+    """(the header's columns, the targets, the features, the task — multilabel for several targets of a
+    classification) of the training file, each checked against the header."""
+    columns = read_header(source)
+    targets = target_names(data.target, columns)
+    for name in targets:
+        if name not in columns:
+            raise DataError(
+                f"'{source.name}' has no column {name!r} (data.target); its columns are {', '.join(columns)}"
+            )
+    chosen = set(targets)
+    features = list(data.features) if data.features is not None else [c for c in columns if c not in chosen]
+    present = set(columns)
+    for name in features:
+        if name not in present:
+            raise DataError(
+                f"'{source.name}' has no column {name!r} (data.features); "
+                f"its columns are {', '.join(columns)}"
+            )
+    both = next((name for name in features if name in chosen), None)
+    if both is not None:
+        raise DataError(f"column {both!r} is a target, so it cannot also be in data.features")
+    if not features:
+        raise DataError(f"'{source.name}' has no feature columns besides the target {', '.join(targets)!r}")
+    task = data.task
+    if len(targets) > 1 and task == "classification":
+        task = "multilabel"
+    return columns, targets, features, task
+
+
 def target_names(target, columns: list[str]) -> tuple[str, ...]:
     """data.target as a tuple of names: the one given, the several given, or the last column."""
     if target is None:
@@ -731,6 +738,26 @@ def _read_training_rows(source: CsvSource, columns: list[str], features: list[st
             return _read_ranges(source, ranges, columns, features, targets, task, X, values)
     with contextlib.closing(read_chunks(source, rows=chunk_rows(len(features) + len(targets)))) as chunks:
         filled = _fill(chunks, 0, source, features, targets, task, X, values)
+    return X[: filled.rows], values[: filled.rows], filled.labels
+
+
+def read_range(source: CsvSource, line_range, first_row: int, columns, features, targets, task: str):
+    """(X, values, labels) of one range of lines of a training file, as ``_read_training_rows`` gives them
+    for a whole file (a worker's partition, ``nncli.distributed``); ``first_row`` is the index of the
+    range's first data row in the file, so that an error names the file's own line."""
+    bound = line_range.line_breaks + 1
+    X = np.empty((bound, len(features)))
+    shape = bound if task == "classification" else (bound, len(targets))
+    values = np.empty(shape, dtype=np.intp if task == "classification" else np.float64)
+    rows = chunk_rows(len(features) + len(targets))
+    with (
+        _long_rows_refused(),
+        _explained(source, "data file"),
+        open_range(source.path, line_range) as handle,
+        contextlib.closing(_parsed_chunks(source, handle, rows, names=columns)) as chunks,
+    ):
+        shifted = ((first_row + offset, chunk) for offset, chunk in chunks)
+        filled = _fill(shifted, 0, source, features, targets, task, X, values)
     return X[: filled.rows], values[: filled.rows], filled.labels
 
 

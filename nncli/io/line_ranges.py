@@ -91,3 +91,31 @@ class _RangeReader(io.RawIOBase):
 def open_range(path: Path, line_range: LineRange) -> io.BufferedReader:
     """A binary file object over one range's bytes."""
     return io.BufferedReader(_RangeReader(path, line_range), buffer_size=1 << 20)
+
+
+def row_grid(path: Path, rows: int, encoding: str) -> list[LineRange] | None:
+    """The lines after the header cut every ``rows`` line breaks: a fixed grid of ranges, whatever the
+    number of workers that will read them. None when the file cannot be cut safely (a quote character, an
+    encoding whose characters may hold the byte 0x0A). The file is scanned in blocks, so memory stays flat
+    in its size."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return None
+    if name not in SPLITTABLE_ENCODINGS or path.stat().st_size == 0:
+        return None
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as text:
+        header_end = text.find(b"\n") + 1
+        if header_end == 0 or text.find(b'"') != -1:
+            return None
+        edges, counted = [header_end], 0
+        for piece in range(header_end, len(text), SCAN_BYTES):
+            size = min(SCAN_BYTES, len(text) - piece)
+            breaks = np.flatnonzero(np.frombuffer(text, np.uint8, size, piece) == ord("\n"))
+            # the breaks that close each `rows`-th line since the grid began
+            wanted = breaks[(rows - 1 - counted % rows) :: rows] if len(breaks) else breaks
+            edges += (piece + wanted + 1).tolist()
+            counted += len(breaks)
+        if edges[-1] < len(text):
+            edges.append(len(text))
+        return [LineRange(a, b, _count_line_breaks(text, a, b)) for a, b in itertools.pairwise(edges)]

@@ -394,6 +394,30 @@ class Network:
         parts.append(f"{self.output_name} {self.layer_sizes[-1]}")
         return " → ".join(parts)
 
+    def __getstate__(self) -> dict:
+        """What rebuilds this network elsewhere (a copy, another process, a Dask worker): its layers' specs
+        and θ. The layers' parameters are views into θ, which pickling array by array would cut apart."""
+        return {
+            "input_shape": list(self.input_shape),
+            "layers": self.layer_specs,
+            "n_out": self.layer_sizes[-1],
+            "output": self.output_name,
+            "dtype": str(self.dtype),
+            "theta": self.theta.copy(),
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        built = Network.from_layers(
+            input_shape=tuple(state["input_shape"]),
+            layers=state["layers"],
+            n_out=state["n_out"],
+            output=state["output"],
+            initializer="zeros",
+            dtype=state["dtype"],
+        )
+        self.__dict__.update(built.__dict__)
+        self.set_params(state["theta"])
+
     def __repr__(self) -> str:
         sizes = "-".join(map(str, self.layer_sizes))
         return f"Network({sizes}, activation={self.activation!r}, output={self.output_name!r})"

@@ -148,8 +148,11 @@ class Trainer:
         _check_hyperparameters(alpha, lambda_, beta, batch_size, 0, patience)
         _check_optimizer(beta2, epsilon, clip_norm)
         self.net = net
-        self.X, self.Y = net.check_inputs(X, Y)
-        self.validation = None if validation is None else net.check_inputs(*validation)
+        # rows a Dask cluster's workers hold (nncli.distributed) come as objects with a length and a shape
+        self.remote = _held_elsewhere(X)
+        self.X, self.Y = (X, Y) if self.remote else net.check_inputs(X, Y)
+        held = validation is not None and _held_elsewhere(validation[0])
+        self.validation = validation if validation is None or held else net.check_inputs(*validation)
         self.alpha, self.lambda_, self.beta = alpha, lambda_, beta
         self.batch_size, self.metric, self.patience = batch_size, metric, patience
         self.rng = np.random.default_rng(seed)
@@ -186,6 +189,8 @@ class Trainer:
         ``on_note`` hears sentences for the user (that kernels are being compiled)."""
         _check_hyperparameters(self.alpha, self.lambda_, self.beta, self.batch_size, epochs, self.patience)
         net, state = self.net, self.state
+        if state.engine is None and self.remote:
+            state.engine = "dask"
         if state.engine is None:
             steps = -(-len(self.X) // max(1, self.mode.size(len(self.X), self.batch_size)))
             state.engine = engines.resolve(self.engine, net.n_regularized, len(self.X), steps, epochs)
@@ -375,8 +380,8 @@ def _checked_state(record: dict, steps_per_epoch: int) -> TrainingState:
         "stale": (whole, "a whole number ≥ 0"),
         "best_epoch": (lambda v: v is None or (whole(v) and v >= 1), "null or a whole number ≥ 1"),
         "engine": (
-            lambda v: v is None or (isinstance(v, str) and v in engines.ENGINES and v != "auto"),
-            "null, numpy or compiled",
+            lambda v: v is None or (isinstance(v, str) and v in engines.RUN_ENGINES),
+            "null, numpy, compiled or dask",
         ),
     }
     if not isinstance(record, dict):
@@ -444,7 +449,12 @@ def evaluate(
     net: Network, X: np.ndarray, Y: np.ndarray, lambda_: float, metric: Metric | None = None
 ) -> tuple[float, float | None]:
     """(J(Θ) on all of X and Y with their m, the metric or None), computed in blocks of rows so that
-    memory does not grow with m: J = (1/m) Σ_i loss^(i) + λ/(2m) Σ Θ²."""
+    memory does not grow with m (or, for rows a Dask cluster holds, by its workers): J = (1/m) Σ_i
+    loss^(i) + λ/(2m) Σ Θ²."""
+    if _held_elsewhere(X):
+        loss, _, metric_sum, m = X.sums(net, metric, with_gradient=False)
+        figure = metric.finish(metric_sum, m, Y.shape[1]) if metric is not None else None
+        return loss / m + net.penalty(lambda_, m), figure
     loss = metric_sum = 0.0
     for start in range(0, len(X), EVALUATION_ROWS):
         rows = slice(start, start + EVALUATION_ROWS)
@@ -503,3 +513,8 @@ def _check_hyperparameters(alpha, lambda_, beta, batch_size, epochs, patience) -
     for ok, message, value in checks:
         if not ok:
             raise NncliError(f"{message}, got {value!r}")
+
+
+def _held_elsewhere(X) -> bool:
+    """Whether X is rows held by the workers of a Dask cluster rather than an array here."""
+    return hasattr(X, "sums") and not isinstance(X, np.ndarray)

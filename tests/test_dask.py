@@ -1,0 +1,133 @@
+"""training.backend: dask — data-parallel batch training on a LocalCluster (threads, two workers) equals
+local training; the partition grid, not the workers, decides the bits; resume; refusals."""
+
+import json
+import shutil
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import ROOT
+
+pytest.importorskip("distributed")
+
+from nncli.cli import main
+from nncli.io.model_file import load_model
+
+CONFIG = """data: {path: iris.csv, target: species, VALIDATION}
+model: {hidden: [8], activation: tanh}
+training:
+  optimizer: OPTIMIZER
+  alpha: ALPHA
+  lambda: 0.3
+  batch: batch
+  epochs: 12
+  backend: BACKEND
+  dask: {workers: WORKERS, processes: false, partition_rows: 25}
+output: {dir: OUT}
+"""
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def write(folder, out, backend="dask", optimizer="momentum", workers=2, validation="test: iris_test.csv"):
+    alpha = {"momentum": 0.5, "nesterov": 0.5, "adam": 0.05}[optimizer]
+    text = CONFIG.replace("BACKEND", backend).replace("OPTIMIZER", optimizer).replace("ALPHA", str(alpha))
+    text = text.replace("WORKERS", str(workers)).replace("OUT", out).replace("VALIDATION", validation)
+    (folder / f"{out}.yaml").write_text(text)
+    return folder / f"{out}.yaml"
+
+
+def params(folder):
+    weights, biases, _ = load_model(folder / "model.npz")
+    return weights + biases
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    shutil.copy(ROOT / "datasets/iris_train.csv", tmp_path / "iris.csv")
+    shutil.copy(ROOT / "datasets/iris_test.csv", tmp_path / "iris_test.csv")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "nesterov", "adam"])
+def test_dask_batch_training_equals_local_training(here, optimizer):
+    for out, backend in (("dask", "dask"), ("local", "local")):
+        result = invoke("train", write(here, out, backend, optimizer), "-q")
+        assert result.exit_code == 0, result.output
+    for mine, theirs in zip(params(here / "dask"), params(here / "local"), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-12, atol=1e-15)
+    on_dask = json.loads((here / "dask/metrics.json").read_text())
+    assert on_dask["engine"] == "dask" and on_dask["backend"] == "dask"
+    assert on_dask["partitions"] == 5 and on_dask["partition_rows"] == 25 and on_dask["workers"] == 2
+    local = json.loads((here / "local/metrics.json").read_text())
+    assert on_dask["test"]["accuracy"] == local["test"]["accuracy"]
+    assert on_dask["train"]["cost"] == pytest.approx(local["train"]["cost"], rel=1e-12)
+    _, _, meta = load_model(here / "dask/model.npz")
+    np.testing.assert_allclose(meta["mean"], load_model(here / "local/model.npz")[2]["mean"], rtol=1e-13)
+    assert invoke("predict", here / "dask", "iris_test.csv").exit_code == 0
+
+
+def test_one_worker_and_two_give_the_same_bits(here):
+    for out, workers in (("one", 1), ("two", 2)):
+        assert invoke("train", write(here, out, workers=workers), "-q").exit_code == 0
+    for a, b in zip(params(here / "one"), params(here / "two"), strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_a_validation_split_on_dask_is_held_out_within_partitions(here):
+    config = write(here, "split", validation="validation_split: 0.2")
+    result = invoke("train", config, "-q")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((here / "split/metrics.json").read_text())
+    labels = pd.read_csv(here / "iris.csv")["species"]
+    held = sum(  # a fifth of each class of each 25-row partition, at least one row of a class kept
+        min(round(0.2 * count), count - 1)
+        for start in range(0, len(labels), 25)
+        for count in labels[start : start + 25].value_counts()
+    )
+    assert metrics["validation"]["rows"] == held and metrics["train"]["rows"] == 120 - held
+    history = (here / "split/history.csv").read_text().splitlines()
+    assert len(history) == 13 and history[1].split(",")[3] != ""  # validation J each epoch
+
+
+def test_a_dask_run_resumes_bit_for_bit(here):
+    assert invoke("train", write(here, "whole"), "-q").exit_code == 0
+    config = write(here, "parts")
+    assert invoke("train", config, "-q", "--epochs", "5").exit_code == 0
+    resumed = invoke("train", config, "-q", "--resume", "--epochs", "12")
+    assert resumed.exit_code == 0, resumed.output
+    for a, b in zip(params(here / "whole"), params(here / "parts"), strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_what_dask_cannot_run_is_refused_with_a_sentence(here, monkeypatch):
+    base = write(here, "bad").read_text()
+    quoted = (here / "iris.csv").read_text().replace("setosa", '"setosa"')
+    (here / "quoted.csv").write_text(quoted)
+    cases = [
+        (base.replace("batch: batch", "batch: stochastic"), "stochastic cannot run on the dask backend"),
+        (base.replace("batch: batch", "batch: mini-batch"), "mini-batch is not available on the dask"),
+        (base.replace("path: iris.csv", "path: quoted.csv"), "cannot be cut into partitions at line breaks"),
+        (base.replace("{workers: 2,", "{scheduler: 'tcp://127.0.0.1:9', workers: 2,"),
+         "the Dask scheduler at 'tcp://127.0.0.1:9' (training.dask.scheduler) cannot be reached"),
+        (base.replace("partition_rows: 25", "partition_rows: 0"), "training.dask.partition_rows"),
+        (base.replace("processes: false", "procs: false"), "unknown config key 'training.dask.procs'"),
+    ]  # fmt: skip
+    for text, words in cases:
+        (here / "bad.yaml").write_text(text)
+        result = invoke("train", "bad.yaml", "-q")
+        assert result.exit_code == 2, (words, result.output)
+        assert words in result.stderr and len(result.stderr.splitlines()) == 1, result.stderr
+    monkeypatch.setitem(sys.modules, "distributed", None)  # the extra not installed
+    (here / "bad.yaml").write_text(base)
+    result = invoke("train", "bad.yaml", "-q")
+    assert result.exit_code == 2
+    assert 'needs the dask extra, which is not installed here; install it with pip install "nncli[dask]"' in (
+        result.stderr
+    )

@@ -642,12 +642,7 @@ def validate(document: dict, base: Path, source: Path | None = None) -> Config:
     if training.backend == "dask" and training.batch == "stochastic":
         raise ConfigError(
             "training.batch stochastic cannot run on the dask backend: a step of one example would cost a "
-            "round trip to every worker; use batch (or mini-batch, once available) there"
-        )
-    if training.backend == "dask" and training.batch == "mini-batch":
-        raise ConfigError(
-            "training.batch mini-batch is not available on the dask backend yet, only batch (each step's "
-            "gradient summed over every partition); set training.batch: batch, or training.backend: local"
+            "round trip to every worker; use batch or mini-batch there"
         )
     output = sections["output"]
     if output.dir is None:

@@ -96,6 +96,42 @@ def test_a_validation_split_on_dask_is_held_out_within_partitions(here):
     assert len(history) == 13 and history[1].split(",")[3] != ""  # validation J each epoch
 
 
+def mini_batch(config, size, out):
+    text = config.read_text().replace("batch: batch", f"batch: mini-batch\n  batch_size: {size}")
+    path = config.parent / f"{out}.yaml"
+    path.write_text(text.replace("dir: base", f"dir: {out}"))
+    return path
+
+
+def test_mini_batches_of_whole_partitions_are_batch_mode(here):
+    base = write(here, "base")
+    for path in (base, mini_batch(base, 25, "whole_parts")):
+        assert invoke("train", path, "-q").exit_code == 0
+    for a, b in zip(params(here / "base"), params(here / "whole_parts"), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_a_mini_batch_step_is_one_batch_from_each_partition_drawn_from_the_seed(here):
+    base = write(here, "base")
+    first, again = mini_batch(base, 8, "first"), mini_batch(base, 8, "again")
+    for path in (first, again):
+        assert invoke("train", path, "-q").exit_code == 0
+    for a, b in zip(params(here / "first"), params(here / "again"), strict=True):
+        assert a.tobytes() == b.tobytes()
+    iterations = [
+        int(line.split(",")[1]) for line in (here / "first/history.csv").read_text().splitlines()[1:]
+    ]
+    assert iterations == [4 * epoch for epoch in range(1, 13)]  # 25-row partitions: 8 + 8 + 8 + 1 rows
+    other = mini_batch(base, 8, "other")
+    assert invoke("train", other, "-q", "--seed", "1").exit_code == 0
+    assert params(here / "other")[0].tobytes() != params(here / "first")[0].tobytes()
+    parts = mini_batch(base, 8, "parts")
+    assert invoke("train", parts, "-q", "--epochs", "5").exit_code == 0
+    assert invoke("train", parts, "-q", "--resume", "--epochs", "12").exit_code == 0
+    for a, b in zip(params(here / "first"), params(here / "parts"), strict=True):
+        assert a.tobytes() == b.tobytes()
+
+
 def test_a_dask_run_resumes_bit_for_bit(here):
     assert invoke("train", write(here, "whole"), "-q").exit_code == 0
     config = write(here, "parts")
@@ -112,7 +148,6 @@ def test_what_dask_cannot_run_is_refused_with_a_sentence(here, monkeypatch):
     (here / "quoted.csv").write_text(quoted)
     cases = [
         (base.replace("batch: batch", "batch: stochastic"), "stochastic cannot run on the dask backend"),
-        (base.replace("batch: batch", "batch: mini-batch"), "mini-batch is not available on the dask"),
         (base.replace("path: iris.csv", "path: quoted.csv"), "cannot be cut into partitions at line breaks"),
         (base.replace("{workers: 2,", "{scheduler: 'tcp://127.0.0.1:9', workers: 2,"),
          "the Dask scheduler at 'tcp://127.0.0.1:9' (training.dask.scheduler) cannot be reached"),

@@ -103,10 +103,21 @@ def prepared(part: RawPartition, pre, class_order: dict | None) -> Partition:
     return Partition(X[part.train], Y[part.train], X[part.validation], Y[part.validation])
 
 
-def sums(part: Partition, net, metric, validation: bool = False):
+def batch_rows(rows: int, seed: int, epoch: int, step: int, size: int, index: int) -> np.ndarray:
+    """The partition's rows in a mini-batch step: [step·size, (step+1)·size) of its order of the epoch, a
+    permutation drawn from (seed, epoch, partition index)."""
+    order = np.random.default_rng([seed, epoch, index]).permutation(rows)
+    return np.sort(order[step * size : (step + 1) * size])
+
+
+def sums(part: Partition, net, metric, validation: bool = False, step=None, index: int = 0):
     """(Σ loss, Σ ∂loss/∂Θ per parameter array (None for validation rows), the metric's sum, m) of the
-    partition's training rows (or its validation rows) at ``net``'s parameters."""
+    partition's training rows (or its validation rows, or its rows of a mini-batch ``step`` = (seed,
+    epoch, step, size)) at ``net``'s parameters."""
     X, Y = (part.X_val, part.Y_val) if validation else (part.X, part.Y)
+    if step is not None:
+        rows = batch_rows(len(X), *step, index)
+        X, Y = X[rows], Y[rows]
     if len(X) == 0:
         return 0.0, None, 0.0, 0
     net = copy.deepcopy(net)  # tasks on one worker's threads must not share one network's buffers

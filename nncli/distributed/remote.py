@@ -43,17 +43,39 @@ class RemoteRows:
     parts: list  # futures of partition.Partition, in the file's order
     shape: tuple[int, int]
     validation: bool = False
+    sizes: tuple[int, ...] = ()  # each partition's training rows
+    seed: int = 0
 
     def __len__(self) -> int:
         return self.shape[0]
 
-    def sums(self, net, metric, with_gradient: bool = True):
+    def steps_per_epoch(self, mode, batch_size: int) -> int:
+        """Batch mode: one step; mini-batch: as many as the largest partition needs for its own batches."""
+        if mode.name == "batch":
+            return 1
+        return max(-(-size // batch_size) for size in self.sizes)
+
+    def epoch_batches(self, mode, batch_size: int, epoch: int):
+        """The steps of epoch ``epoch``: all rows (batch mode), or the union of one batch of
+        ``batch_size`` rows per partition, each partition's rows in an order drawn from (seed, epoch,
+        partition) on its worker (``partition.batch_rows``)."""
+        if mode.name == "batch":
+            yield slice(0, len(self))
+            return
+        for step in range(self.steps_per_epoch(mode, batch_size)):
+            yield PartitionBatch(epoch, step, batch_size, self.seed, self.sizes)
+
+    def sums(self, net, metric, with_gradient: bool = True, batch=None):
         """(Σ loss, Σ ∂loss/∂Θ per parameter array (None without gradient), the metric's sum, m) over
-        every partition at the network's θ, the partitions' sums added in partition order."""
+        every partition's rows (or its part of ``batch``, a ``PartitionBatch``) at the network's θ, the
+        partitions' sums added in partition order."""
         template = self.client.scatter(net, broadcast=True, hash=False)  # the network with its θ, per worker
+        step = None if batch is None else (batch.seed, batch.epoch, batch.step, batch.size)
         futures = [
-            self.client.submit(partition.sums, part, template, metric, self.validation, pure=False)
-            for part in self.parts
+            self.client.submit(
+                partition.sums, part, template, metric, self.validation, step, index, pure=False
+            )
+            for index, part in enumerate(self.parts)
         ]
         loss, grads, metric_sum, m = 0.0, None, 0.0, 0
         for part_loss, part_grads, part_metric, rows in self.client.gather(futures):
@@ -68,6 +90,22 @@ class RemoteRows:
 
     def digest(self) -> list[bytes]:
         return self.client.gather([self.client.submit(partition.digest, part) for part in self.parts])
+
+
+@dataclass(frozen=True)
+class PartitionBatch:
+    """One mini-batch step of a dask run: rows [step·size, (step+1)·size) of each partition's order of
+    ``epoch``; its length is the step's m, the rows of all partitions together."""
+
+    epoch: int
+    step: int
+    size: int
+    seed: int
+    sizes: tuple[int, ...]
+
+    def __len__(self) -> int:
+        start = self.step * self.size
+        return sum(max(0, min(self.size, rows - start)) for rows in self.sizes)
 
 
 @dataclass(frozen=True)
@@ -148,7 +186,8 @@ def prepare_remote(client, data, requested_output: str, seed: int, partition_row
     order = None if classes is None else {label: i for i, label in enumerate(classes)}
     parts = [client.submit(partition.prepared, part, pre, order, pure=False) for part in raw]
     del raw  # the prepared partitions replace the parsed ones on the workers
-    train = RemoteRows(client, parts, (m_train, n))
+    sizes = tuple(s.rows for s in summaries)
+    train = RemoteRows(client, parts, (m_train, n), sizes=sizes, seed=seed)
     outputs = (m_train, units)
     validation = None
     if m_val:

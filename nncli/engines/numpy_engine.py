@@ -368,7 +368,9 @@ class PartitionedStep(LayerStep):
     added in partition order, then the step goes on as ``LayerStep``'s, on the client."""
 
     def gradient_sums(self, X, Y, rows) -> tuple[float, float]:
-        loss, grads, metric_sum, _ = X.sums(self.net, self.metric)
+        loss, grads, metric_sum, _ = X.sums(
+            self.net, self.metric, batch=None if isinstance(rows, slice) else rows
+        )
         for view, grad in zip(self.views, grads, strict=True):
             np.multiply(grad, self.scale, out=view)
         return loss, metric_sum

@@ -235,7 +235,10 @@ class Trainer:
         self.rng.bit_generator.state = state.epoch_rng_state  # the epoch's order, drawn again on resume
         if state.step == 0 and self.validation is None:
             self.epoch_start_theta[...] = net.theta
-        batches = epoch_batches(len(X), self.mode, self.batch_size, self.rng)
+        if self.remote:  # each partition's batch of each step, drawn on its worker
+            batches = X.epoch_batches(self.mode, self.batch_size, state.epoch)
+        else:
+            batches = epoch_batches(len(X), self.mode, self.batch_size, self.rng)
         take_step = step.take
         alpha = self.schedule.alpha(state.epoch)
         before, after = overriding(callbacks, "before_step"), overriding(callbacks, "after_step")
@@ -321,7 +324,10 @@ class Trainer:
 
         The record is checked as strictly as a config: a wrong type or value raises a ValueError naming
         the field, and nothing of this trainer changes."""
-        steps_per_epoch = -(-len(self.X) // max(1, self.mode.size(len(self.X), self.batch_size)))
+        if self.remote:
+            steps_per_epoch = self.X.steps_per_epoch(self.mode, self.batch_size)
+        else:
+            steps_per_epoch = -(-len(self.X) // max(1, self.mode.size(len(self.X), self.batch_size)))
         state = _checked_state(record, steps_per_epoch)
         for name, target in self._state_arrays():
             array = arrays[name]

@@ -19,15 +19,11 @@ from nncli.config import Config
 from nncli.cores import available_memory
 from nncli.errors import DataError, ModelFileError, NncliError, shown
 from nncli.io.datasets import (
-    TARGET,
     TRAIN_COST,
     CsvSource,
     PreparedData,
     Preprocessing,
     chunk_rows,
-    class_labels,
-    label_matrix,
-    numeric_matrix,
     prepare,
     read_chunks,
     read_header,
@@ -680,7 +676,7 @@ def prediction_columns(
     if pre.missing_target(frame.columns) is not None:
         scores.scored = False
     elif pre.task == "classification":
-        truth = class_labels(frame, pre.targets[0], source, offset)
+        truth = pre.true_values(frame, source, offset)
         scores.total += float(sum(a == b for a, b in zip(predicted["prediction"], truth, strict=True)))
         scores.values += len(truth)
         known = set(pre.classes)
@@ -690,12 +686,10 @@ def prediction_columns(
         scores.unseen += len(unseen)
     else:
         guesses = np.column_stack(list(predicted.values()))
+        truth = pre.true_values(frame, source, offset)
         if pre.task == "multilabel":
-            scores.total += float(
-                np.count_nonzero(guesses == label_matrix(frame, pre.targets, source, offset))
-            )
+            scores.total += float(np.count_nonzero(guesses == truth))
         else:
-            truth = numeric_matrix(frame, pre.targets, source, offset, role=TARGET)
             scores.total += float(np.sum((guesses - truth) ** 2))
         scores.values += guesses.size
     return columns
@@ -803,15 +797,14 @@ def evaluate_table(model: Model, source: CsvSource) -> Evaluation:
         guesses = list(
             pre.prediction_columns(model.network.forward(pre.inputs(chunk, source, offset))).values()
         )
+        values = pre.true_values(chunk, source, offset)
         if pre.task == "classification":
-            tallies[0].add(class_labels(chunk, pre.targets[0], source, offset), guesses[0])
+            tallies[0].add(values, guesses[0])
             continue
         if pre.task == "multilabel":
-            labels = label_matrix(chunk, pre.targets, source, offset).astype(np.int64)
             for k, tally in enumerate(tallies):
-                tally.add(labels[:, k].tolist(), guesses[k])
+                tally.add(values[:, k].astype(np.int64).tolist(), guesses[k])
             continue
-        values = numeric_matrix(chunk, pre.targets, source, offset, role=TARGET)
         for k, tally in enumerate(tallies):
             tally.add(values[:, k], np.asarray(guesses[k]))
             room = MAX_PLOTTED_POINTS - len(truth[k])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nncli.io.datasets import read_range, split_rows
+from nncli.moments import merged
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,9 @@ def summarize(part: RawPartition, task: str) -> Summary:
 def combined(summaries: list[Summary]) -> tuple[int, np.ndarray, np.ndarray]:
     """(m, mean, std) of the training rows of all partitions, combined in partition order (Chan's pairwise
     update of the mean and Σ (x − mean)²); a std of 0 is taken as 1, as locally."""
-    count, mean, squares = 0, None, None
+    count, mean, squares = 0, 0.0, 0.0
     for s in summaries:
-        if s.rows == 0:
-            continue
-        if mean is None:
-            count, mean, squares = s.rows, s.mean.copy(), s.squares.copy()
-            continue
-        total = count + s.rows
-        shift = s.mean - mean
-        squares += s.squares + shift * shift * count * s.rows / total
-        mean += shift * s.rows / total
-        count = total
+        count, mean, squares = merged(count, mean, squares, s.rows, s.mean, s.squares)
     std = np.sqrt(squares / count)
     std[std == 0.0] = 1.0
     return count, mean, std

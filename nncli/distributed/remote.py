@@ -15,9 +15,9 @@ from nncli.io.datasets import (
     CsvSource,
     PreparedData,
     Preprocessing,
-    _load_split,
-    _sort_key,
+    held_out_files,
     resolve_output,
+    sorted_classes,
     training_columns,
 )
 from nncli.io.line_ranges import row_grid
@@ -161,7 +161,7 @@ def prepare_remote(client, data, requested_output: str, seed: int, partition_row
     classes = None
     if task == "classification":
         seen = {label for s in summaries for label in s.labels}
-        classes = tuple(sorted(seen, key=_sort_key))
+        classes = sorted_classes(seen)
         if len(classes) < 2:
             raise DataError(
                 f"'{source.name}': target column {targets[0]!r} holds one class only; classification needs "
@@ -192,9 +192,14 @@ def prepare_remote(client, data, requested_output: str, seed: int, partition_row
     validation = None
     if m_val:
         validation = (RemoteRows(client, parts, (m_val, n), validation=True), TargetShape((m_val, units)))
-    if data.validation is not None:
-        validation = _load_split(pre, data.validation, data, "validation file (data.validation)")
-    test = _load_split(pre, data.test, data, "test file (data.test)") if data.test is not None else None
-    prepared = PreparedData(pre, output, (train, TargetShape(outputs)), validation, test, ())
+    validation_file, test = held_out_files(pre, data)
+    prepared = PreparedData(
+        pre,
+        output,
+        (train, TargetShape(outputs)),
+        validation if validation_file is None else validation_file,
+        test,
+        (),
+    )
     workers = len(client.scheduler_info()["workers"])
     return prepared, Grid(len(grid), partition_rows, workers)

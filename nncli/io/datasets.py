@@ -417,8 +417,9 @@ def class_labels(frame: pd.DataFrame, target: str, source: CsvSource, offset: in
     return [labels[code] for code in codes.tolist()]
 
 
-def _sort_key(label):
-    return (isinstance(label, str), label)
+def sorted_classes(labels) -> tuple:
+    """The class labels in the order the model's units take them: numbers first, then texts."""
+    return tuple(sorted(labels, key=lambda label: (isinstance(label, str), label)))
 
 
 @dataclass(frozen=True)
@@ -488,6 +489,15 @@ class Preprocessing:
                 f"{', '.join(map(str, self.classes))}"
             )
         return self.encode(np.array([index[label] for label in labels], dtype=np.intp)[codes])
+
+    def true_values(self, frame: pd.DataFrame, source: CsvSource, offset: int = 0):
+        """The targets as the predictions give them: the class labels (a list), the 0/1 labels, or the
+        numbers in their own units, (m, K)."""
+        if self.task == "classification":
+            return class_labels(frame, self.targets[0], source, offset)
+        if self.task == "multilabel":
+            return label_matrix(frame, self.targets, source, offset)
+        return numeric_matrix(frame, self.targets, source, offset, role=TARGET)
 
     def encode(self, codes: np.ndarray) -> np.ndarray:
         """Y from class indices: a 0/1 column for one sigmoid unit, else one-hot rows."""
@@ -625,7 +635,7 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
         raise DataError(f"'{source.name}' has {m} data row(s); training needs at least {MIN_ROWS}")
     classes = None
     if task == "classification":
-        classes = tuple(sorted(labels, key=_sort_key))
+        classes = sorted_classes(labels)
         if len(classes) < 2:
             raise DataError(
                 f"'{source.name}': target column {targets[0]!r} holds one class only ({classes[0]!r}); "
@@ -678,10 +688,10 @@ def prepare(data, requested_output: str, seed: int) -> PreparedData:
 
     train = arrays(X_train, t_train)
     validation = arrays(X_val, t_val) if X_val is not None else None
-    if data.validation is not None:
-        validation = _load_split(pre, data.validation, data, "validation file (data.validation)")
-    test = _load_split(pre, data.test, data, "test file (data.test)") if data.test is not None else None
-    return PreparedData(pre, output, train, validation, test, tuple(notes))
+    validation_file, test = held_out_files(pre, data)
+    return PreparedData(
+        pre, output, train, validation if validation_file is None else validation_file, test, tuple(notes)
+    )
 
 
 def training_columns(data, source: CsvSource) -> tuple[list[str], tuple[str, ...], list[str], str]:
@@ -870,6 +880,16 @@ def _scaled_mean_std(values: np.ndarray, name: str, source: CsvSource | None) ->
             f"than a float can hold as one difference; rescale it (divide it by a power of ten)"
         )
     return mean * scale, (std * scale) or 1.0
+
+
+def held_out_files(pre: Preprocessing, data) -> tuple:
+    """(the validation file's (X, Y) or None, the test file's or None), read whole with ``pre``."""
+    validation = test = None
+    if data.validation is not None:
+        validation = _load_split(pre, data.validation, data, "validation file (data.validation)")
+    if data.test is not None:
+        test = _load_split(pre, data.test, data, "test file (data.test)")
+    return validation, test
 
 
 def _load_split(pre: Preprocessing, path: Path, data, what: str) -> tuple[np.ndarray, np.ndarray]:

@@ -8,13 +8,15 @@ class k, precision C_kk / Σ_i C_ik, recall C_kk / Σ_j C_kj, F1 = 2·P·R / (P 
 that no prediction reaches.
 
 Regression, in the target's own units: RMSE √(Σ e² / m), MAE Σ |e| / m and R² = 1 − Σ e² / Σ (y − ȳ)²,
-with e = prediction − y and Σ (y − ȳ)² combined chunk by chunk (Chan's pairwise update), not as
+with e = prediction − y and Σ (y − ȳ)² combined chunk by chunk (``nncli.moments``), not as
 Σ y² − m ȳ², which loses the digits of a target far from 0.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from nncli.moments import merged
 
 
 class ConfusionTally:
@@ -104,13 +106,9 @@ class ErrorTally:
         error = np.asarray(predicted, dtype=np.float64) - y
         self.squares += float(error @ error)
         self.absolute += float(np.abs(error).sum())
-        m, mean = len(y), float(y.mean())
+        mean = float(y.mean())
         spread = float(((y - mean) ** 2).sum())
-        total = self.rows + m
-        shift = mean - self.mean
-        self.spread += spread + shift * shift * self.rows * m / total
-        self.mean += shift * m / total
-        self.rows = total
+        self.rows, self.mean, self.spread = merged(self.rows, self.mean, self.spread, len(y), mean, spread)
 
     def report(self) -> dict:
         m = self.rows

@@ -115,19 +115,19 @@ def test_a_mini_batch_step_is_one_batch_from_each_partition_drawn_from_the_seed(
     base = write(here, "base")
     first, again = mini_batch(base, 8, "first"), mini_batch(base, 8, "again")
     for path in (first, again):
-        assert invoke("train", path, "-q").exit_code == 0
+        assert invoke("train", path, "-q", "--epochs", "6").exit_code == 0
     for a, b in zip(params(here / "first"), params(here / "again"), strict=True):
         assert a.tobytes() == b.tobytes()
     iterations = [
         int(line.split(",")[1]) for line in (here / "first/history.csv").read_text().splitlines()[1:]
     ]
-    assert iterations == [4 * epoch for epoch in range(1, 13)]  # 25-row partitions: 8 + 8 + 8 + 1 rows
+    assert iterations == [4 * epoch for epoch in range(1, 7)]  # 25-row partitions: 8 + 8 + 8 + 1 rows
     other = mini_batch(base, 8, "other")
-    assert invoke("train", other, "-q", "--seed", "1").exit_code == 0
+    assert invoke("train", other, "-q", "--seed", "1", "--epochs", "6").exit_code == 0
     assert params(here / "other")[0].tobytes() != params(here / "first")[0].tobytes()
     parts = mini_batch(base, 8, "parts")
-    assert invoke("train", parts, "-q", "--epochs", "5").exit_code == 0
-    assert invoke("train", parts, "-q", "--resume", "--epochs", "12").exit_code == 0
+    assert invoke("train", parts, "-q", "--epochs", "3").exit_code == 0
+    assert invoke("train", parts, "-q", "--resume", "--epochs", "6").exit_code == 0
     for a, b in zip(params(here / "first"), params(here / "parts"), strict=True):
         assert a.tobytes() == b.tobytes()
 
@@ -143,6 +143,7 @@ def test_a_dask_run_resumes_bit_for_bit(here):
 
 
 def test_what_dask_cannot_run_is_refused_with_a_sentence(here, monkeypatch):
+    monkeypatch.setattr("nncli.distributed.cluster.CONNECT_TIMEOUT", "1s")  # nothing listens there
     base = write(here, "bad").read_text()
     quoted = (here / "iris.csv").read_text().replace("setosa", '"setosa"')
     (here / "quoted.csv").write_text(quoted)

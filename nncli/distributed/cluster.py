@@ -12,6 +12,9 @@ EXTRA = (
 )
 
 
+CONNECT_TIMEOUT = "10s"  # how long a scheduler's address is tried before the run is refused
+
+
 def distributed_module():
     """``distributed``, or a NncliError naming the extra that installs it."""
     try:
@@ -29,7 +32,7 @@ def connected(settings):
     distributed = distributed_module()
     if settings.scheduler is not None:
         try:
-            client = distributed.Client(settings.scheduler, timeout="10s")
+            client = distributed.Client(settings.scheduler, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError) as error:
             raise NncliError(
                 f"the Dask scheduler at {settings.scheduler!r} (training.dask.scheduler) cannot be reached "

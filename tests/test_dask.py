@@ -1,5 +1,6 @@
 """training.backend: dask — data-parallel batch training on a LocalCluster (threads, two workers) equals
-local training; the partition grid, not the workers, decides the bits; resume; refusals."""
+local training; the partition grid, not the workers, decides the bits; resume; refusals; and, on worker
+processes, a worker killed mid-step changes nothing."""
 
 import json
 import shutil
@@ -167,3 +168,50 @@ def test_what_dask_cannot_run_is_refused_with_a_sentence(here, monkeypatch):
     assert 'needs the dask extra, which is not installed here; install it with pip install "nncli[dask]"' in (
         result.stderr
     )
+
+
+def test_a_worker_killed_mid_step_is_replaced_and_the_weights_are_unchanged(here):
+    """Worker processes behind nannies, reached by the scheduler's address as a real cluster is: the
+    first worker is killed (SIGKILL) while a step's partition sums are in flight; the nanny starts a new
+    worker, the scheduler recomputes the partitions it held from their lineage (parse, standardize) and
+    reruns the step's tasks, and the weights equal a run that lost nothing, bit for bit."""
+    import os
+    import signal
+
+    import distributed
+
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        address = cluster.scheduler_address
+        pids = client.run(os.getpid)
+        victim = pids[min(pids)]
+        text = write(here, "whole").read_text().replace("{workers: 2,", f"{{scheduler: '{address}',")
+        for out in ("whole", "killed"):
+            (here / f"{out}.yaml").write_text(text.replace("dir: whole", f"dir: {out}"))
+        assert invoke("train", "whole.yaml", "-q").exit_code == 0
+
+        gather, steps = distributed.Client.gather, []
+
+        def gather_after_a_kill(self, futures, *args, **kwargs):
+            if isinstance(futures, list) and futures and futures[0].key.startswith("sums-"):
+                steps.append(futures)
+                if len(steps) == 5:  # the fifth step's sums are submitted and not yet gathered
+                    os.kill(victim, signal.SIGKILL)
+            return gather(self, futures, *args, **kwargs)
+
+        distributed.Client.gather = gather_after_a_kill
+        try:
+            result = invoke("train", "killed.yaml", "-q")
+        finally:
+            distributed.Client.gather = gather
+        assert result.exit_code == 0, result.output
+        assert len(steps) > 12  # the run went on well past the kill
+        client.wait_for_workers(2, timeout=30)
+        survivors = client.run(os.getpid)
+        assert victim not in survivors.values() and len(survivors) == 2  # replaced
+    for a, b in zip(params(here / "whole"), params(here / "killed"), strict=True):
+        assert a.tobytes() == b.tobytes()

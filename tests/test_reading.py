@@ -78,6 +78,48 @@ def test_ranges_cover_the_lines_after_the_header_and_end_at_line_breaks(tmp_path
             assert handle.read() == text[r.start : r.end]
 
 
+@settings(max_examples=150, deadline=None)
+@given(
+    lines=st.lists(st.text(alphabet="ab,1\n", max_size=6).map(str.encode), max_size=30),
+    rows=st.integers(1, 7),
+    block=st.integers(1, 9),
+    last_break=st.booleans(),
+)
+def test_a_row_grid_holds_rows_lines_per_range_whatever_the_blocks_it_is_read_in(
+    lines, rows, block, last_break
+):
+    """row_grid (the Dask partitions) against the file's lines after the header grouped by ``rows``, read
+    in blocks of a few bytes so that cuts and blank lines fall on every block edge."""
+    body = b"".join(line + b"\n" for line in lines)
+    if not last_break:
+        body = body.rstrip(b"\n") + b"1"
+    text = b"x,label\n" + body
+    saved = line_ranges.SCAN_BYTES
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "t.csv"
+        path.write_bytes(text)
+        try:
+            line_ranges.SCAN_BYTES = block
+            grid = line_ranges.row_grid(path, rows, "utf-8")
+        finally:
+            line_ranges.SCAN_BYTES = saved
+    pieces = body.splitlines(keepends=True)
+    expected = [b"".join(pieces[i : i + rows]) for i in range(0, len(pieces), rows)]
+    assert [text[r.start : r.end] for r in grid] == expected
+    assert [r.line_breaks for r in grid] == [piece.count(b"\n") for piece in expected]
+
+
+def test_a_row_grid_refuses_what_cannot_be_cut(tmp_path):
+    for content, encoding in [
+        ('a,label\n1,x\n2,"y"\n', "utf-8"),
+        ("a,label\n1,x\n", "utf-16"),
+        ("a", "utf-8"),
+    ]:
+        path = tmp_path / "t.csv"
+        path.write_bytes(content.encode(encoding))
+        assert line_ranges.row_grid(path, 1, encoding) is None, content
+
+
 @pytest.mark.parametrize(
     ("content", "encoding"),
     [

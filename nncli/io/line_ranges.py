@@ -96,26 +96,35 @@ def open_range(path: Path, line_range: LineRange) -> io.BufferedReader:
 def row_grid(path: Path, rows: int, encoding: str) -> list[LineRange] | None:
     """The lines after the header cut every ``rows`` line breaks: a fixed grid of ranges, whatever the
     number of workers that will read them. None when the file cannot be cut safely (a quote character, an
-    encoding whose characters may hold the byte 0x0A). The file is scanned in blocks, so memory stays flat
-    in its size."""
+    encoding whose characters may hold the byte 0x0A). The file is read once in blocks of ``SCAN_BYTES``
+    into one buffer, so memory stays flat in its size (a mapping of the file would count every page read
+    as the client's resident memory)."""
     try:
         name = codecs.lookup(encoding).name
     except LookupError:
         return None
     if name not in SPLITTABLE_ENCODINGS or path.stat().st_size == 0:
         return None
-    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as text:
-        header_end = text.find(b"\n") + 1
-        if header_end == 0 or text.find(b'"') != -1:
+    with open(path, "rb") as handle:
+        header = handle.readline()
+        if not header.endswith(b"\n") or b'"' in header:
             return None
-        edges, counted = [header_end], 0
-        for piece in range(header_end, len(text), SCAN_BYTES):
-            size = min(SCAN_BYTES, len(text) - piece)
-            breaks = np.flatnonzero(np.frombuffer(text, np.uint8, size, piece) == ord("\n"))
+        edges, counted, position = [len(header)], 0, len(header)
+        buffer = bytearray(SCAN_BYTES)
+        while size := handle.readinto(buffer):
+            if buffer.find(b'"', 0, size) != -1:
+                return None
+            breaks = np.flatnonzero(np.frombuffer(buffer, np.uint8, size) == ord("\n"))
             # the breaks that close each `rows`-th line since the grid began
-            wanted = breaks[(rows - 1 - counted % rows) :: rows] if len(breaks) else breaks
-            edges += (piece + wanted + 1).tolist()
+            wanted = breaks[(rows - 1 - counted % rows) :: rows]
+            edges += (position + wanted + 1).tolist()
             counted += len(breaks)
-        if edges[-1] < len(text):
-            edges.append(len(text))
-        return [LineRange(a, b, _count_line_breaks(text, a, b)) for a, b in itertools.pairwise(edges)]
+            position += size
+    cuts = len(edges) - 1  # each range that ends at a cut holds `rows` line breaks
+    line_breaks = [rows] * cuts
+    if edges[-1] < position:
+        edges.append(position)
+        line_breaks.append(counted - rows * cuts)
+    return [
+        LineRange(a, b, breaks) for (a, b), breaks in zip(itertools.pairwise(edges), line_breaks, strict=True)
+    ]

@@ -39,7 +39,7 @@ from nncli.model.metrics import ACCURACY, LABEL_ACCURACY, Metric, rmse
 from nncli.model.network import Network
 from nncli.reports.evaluation import ConfusionTally, ErrorTally
 from nncli.training.callbacks import DIVERGED, INTERRUPTED
-from nncli.training.loop import EVALUATION_ROWS, EpochRecord, History, Trainer
+from nncli.training.loop import EVALUATION_ROWS, EpochRecord, History, Trainer, held_elsewhere
 from nncli.training.loop import evaluate as evaluate_split
 
 MODEL_FILE, HISTORY_FILE, METRICS_FILE = "model.npz", "history.csv", "metrics.json"
@@ -115,7 +115,8 @@ PARAMETER_COPIES, ACTIVATION_COPIES = 6, 4
 
 def check_memory(config: Config, prepared: PreparedData, available: int | None = None) -> None:
     """Refuse a network whose parameters and buffers cannot fit in the memory this machine has free,
-    naming its largest layer, before anything is allocated."""
+    naming its largest layer, before anything is allocated. On Dask, the client's buffers are those of
+    one evaluation chunk: the training rows are the workers'."""
     available = available_memory() if available is None else available
     if available is None:
         return
@@ -129,6 +130,8 @@ def check_memory(config: Config, prepared: PreparedData, available: int | None =
     itemsize = np.dtype(config.model.dtype).itemsize
     m = len(prepared.train[0])
     rows = m if config.training.batch == "batch" else min(m, config.training.batch_size)
+    if held_elsewhere(prepared.train[0]):
+        rows = 0  # a Dask run's rows live on its workers; the client only evaluates the held-out files
     rows = max(rows, min(m, EVALUATION_ROWS))
     weights = [sum(math.prod(shape) for shape in layer.param_shapes) for layer in layers]
     per_row = ACTIVATION_COPIES * sum(sizes) + sum(layer.workspace for layer in layers)

@@ -149,9 +149,9 @@ class Trainer:
         _check_optimizer(beta2, epsilon, clip_norm)
         self.net = net
         # rows a Dask cluster's workers hold (nncli.distributed) come as objects with a length and a shape
-        self.remote = _held_elsewhere(X)
+        self.remote = held_elsewhere(X)
         self.X, self.Y = (X, Y) if self.remote else net.check_inputs(X, Y)
-        held = validation is not None and _held_elsewhere(validation[0])
+        held = validation is not None and held_elsewhere(validation[0])
         self.validation = validation if validation is None or held else net.check_inputs(*validation)
         self.alpha, self.lambda_, self.beta = alpha, lambda_, beta
         self.batch_size, self.metric, self.patience = batch_size, metric, patience
@@ -457,7 +457,7 @@ def evaluate(
     """(J(Θ) on all of X and Y with their m, the metric or None), computed in blocks of rows so that
     memory does not grow with m (or, for rows a Dask cluster holds, by its workers): J = (1/m) Σ_i
     loss^(i) + λ/(2m) Σ Θ²."""
-    if _held_elsewhere(X):
+    if held_elsewhere(X):
         loss, _, metric_sum, m = X.sums(net, metric, with_gradient=False)
         figure = metric.finish(metric_sum, m, Y.shape[1]) if metric is not None else None
         return loss / m + net.penalty(lambda_, m), figure
@@ -521,6 +521,6 @@ def _check_hyperparameters(alpha, lambda_, beta, batch_size, epochs, patience) -
             raise NncliError(f"{message}, got {value!r}")
 
 
-def _held_elsewhere(X) -> bool:
+def held_elsewhere(X) -> bool:
     """Whether X is rows held by the workers of a Dask cluster rather than an array here."""
     return hasattr(X, "sums") and not isinstance(X, np.ndarray)

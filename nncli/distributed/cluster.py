@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 
 from nncli.errors import NncliError
 
@@ -48,6 +49,7 @@ def connected(settings):
         threads_per_worker=settings.threads_per_worker,
         processes=settings.processes,
         dashboard_address=None,
+        silence_logs=logging.ERROR,  # the workers' warnings (a task cancelled when a run is refused) stay out
     )
     with cluster, distributed.Client(cluster) as client:
         yield client

@@ -215,3 +215,13 @@ def test_a_worker_killed_mid_step_is_replaced_and_the_weights_are_unchanged(here
         assert victim not in survivors.values() and len(survivors) == 2  # replaced
     for a, b in zip(params(here / "whole"), params(here / "killed"), strict=True):
         assert a.tobytes() == b.tobytes()
+
+
+def test_the_memory_check_counts_the_clients_buffers_not_the_rows_the_workers_hold(here, monkeypatch):
+    """Batch mode on 120 rows of 4-8-3 needs (6·67 + 120·4·15)·8 = 60,816 bytes here when the rows are
+    local; on Dask the client holds one evaluation chunk (10 rows here): (6·67 + 10·4·15)·8 = 8,016."""
+    monkeypatch.setattr("nncli.pipeline.EVALUATION_ROWS", 10)
+    monkeypatch.setattr("nncli.pipeline.available_memory", lambda: 20_000)
+    local = invoke("train", write(here, "local", backend="local"), "-q")
+    assert local.exit_code == 2 and "needs about 59.4 KiB of memory" in local.stderr, local.output
+    assert invoke("train", write(here, "dask"), "-q").exit_code == 0

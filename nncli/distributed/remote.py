@@ -22,6 +22,11 @@ from nncli.io.datasets import (
 )
 from nncli.io.line_ranges import row_grid
 
+# Up to this many bytes of θ (times the partitions), each step sends the network inside every partition's
+# task; beyond, it scatters the network to every worker first, which costs a round trip of its own but
+# sends θ once per worker instead of once per partition (and past the scheduler).
+INLINE_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class TargetShape:
@@ -69,7 +74,10 @@ class RemoteRows:
         """(Σ loss, Σ ∂loss/∂Θ per parameter array (None without gradient), the metric's sum, m) over
         every partition's rows (or its part of ``batch``, a ``PartitionBatch``) at the network's θ, the
         partitions' sums added in partition order."""
-        template = self.client.scatter(net, broadcast=True, hash=False)  # the network with its θ, per worker
+        if net.theta.nbytes * len(self.parts) <= INLINE_BYTES:
+            template = net  # sent inside each task: no round trip of its own
+        else:  # sent once to every worker; the tasks name it
+            template = self.client.scatter(net, broadcast=True, hash=False)
         step = None if batch is None else (batch.seed, batch.epoch, batch.step, batch.size)
         futures = [
             self.client.submit(

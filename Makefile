@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 NNCLI  := $(VENV)/bin/nncli
 DEMO   := runs/digits
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-dask clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,3 +46,8 @@ $(VENV)/.bench: $(VENV)/.base
 bench: $(VENV)/.bench
 	$(PY) benchmarks/bench.py
 	$(PY) benchmarks/convolution.py
+
+## bench-dask: the dask backend's per-step overhead, W2-sized batch mode against local, and CSVs of one and
+## three times a worker's memory (benchmarks/scale_out.py; writes about 4 GB to benchmarks/.cache)
+bench-dask: $(VENV)/.dev
+	$(PY) benchmarks/scale_out.py

@@ -33,14 +33,15 @@ def million_rows() -> Path:
     return path
 
 
-def two_gigabytes(source: Path) -> Path:
-    """The million-row file's rows repeated until the file holds about 2 GB."""
-    path = CACHE / "big.csv"
+def repeated(source: Path, gigabytes: float) -> Path:
+    """``source``'s rows repeated (after its header) until the file holds about ``gigabytes`` GB; made once
+    in benchmarks/.cache."""
+    path = CACHE / f"{source.stem}_{gigabytes:g}gb.csv"
     if not path.exists():
         lines = source.read_bytes().split(b"\n", 1)
         with open(path.with_suffix(".tmp"), "wb") as handle:
             handle.write(lines[0] + b"\n")
-            while handle.tell() < 2_000_000_000:
+            while handle.tell() < gigabytes * 1e9:
                 handle.write(lines[1])
         path.with_suffix(".tmp").rename(path)
     return path
@@ -75,7 +76,7 @@ def main() -> None:
         print(f"train, {ROWS:,} × {FEATURES} CSV ({size:.0f} MB), 1 epoch: {seconds:.1f} s,", end=" ")
         print(f"peak memory {mb:.0f} MB")
         print(f"  = {mb / float64_mb:.2f} × the float64 size of the data ({float64_mb:.0f} MB)")
-        big = two_gigabytes(data)
+        big = repeated(data, 2.0)
         seconds, mb = peak(
             [nncli, "predict", f"{folder}/run/model.npz", str(big), "-o", f"{folder}/p.csv"], Path(folder)
         )

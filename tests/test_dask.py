@@ -1,5 +1,5 @@
 """training.backend: dask — data-parallel batch training on a LocalCluster (threads, two workers) equals
-local training; the partition grid, not the workers, decides the bits; resume; refusals; and, on worker
+local training; the partition grid, not the workers, decides the bits; resume after SIGINT; refusals; and, on worker
 processes, a worker killed mid-step changes nothing."""
 
 import json
@@ -134,10 +134,34 @@ def test_a_mini_batch_step_is_one_batch_from_each_partition_drawn_from_the_seed(
         assert a.tobytes() == b.tobytes()
 
 
-def test_a_dask_run_resumes_bit_for_bit(here):
+def test_a_dask_run_stopped_by_sigint_mid_step_resumes_bit_for_bit(here):
+    """SIGINT arrives while the client waits for a step's sums: the run stops with exit 130, saving the
+    state before that step, and --resume ends with the bits of a run never stopped."""
+    import os
+    import signal
+    import threading
+
+    import distributed
+
     assert invoke("train", write(here, "whole"), "-q").exit_code == 0
     config = write(here, "parts")
-    assert invoke("train", config, "-q", "--epochs", "5").exit_code == 0
+    gather, steps = distributed.Client.gather, []
+
+    def gather_then_interrupted(self, futures, *args, **kwargs):
+        if isinstance(futures, list) and futures and futures[0].key.startswith("sums-"):
+            steps.append(futures)
+            if len(steps) == 5:
+                threading.Timer(0.002, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return gather(self, futures, *args, **kwargs)
+
+    distributed.Client.gather = gather_then_interrupted
+    try:
+        stopped = invoke("train", config, "-q")
+    finally:
+        distributed.Client.gather = gather
+    assert stopped.exit_code == 130, stopped.output
+    done = len((here / "parts/history.csv").read_text().splitlines()) - 1
+    assert 3 <= done < 12 and "stopped by SIGINT" in stopped.stderr
     resumed = invoke("train", config, "-q", "--resume", "--epochs", "12")
     assert resumed.exit_code == 0, resumed.output
     for a, b in zip(params(here / "whole"), params(here / "parts"), strict=True):

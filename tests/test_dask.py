@@ -1,6 +1,6 @@
 """training.backend: dask — data-parallel batch training on a LocalCluster (threads, two workers) equals
-local training; the partition grid, not the workers, decides the bits; resume after SIGINT; refusals; and, on worker
-processes, a worker killed mid-step changes nothing."""
+local training; the partition grid, not the workers, decides the bits; resume after SIGINT; refusals;
+and, on worker processes, a worker killed mid-step changes nothing."""
 
 import json
 import shutil

@@ -4,6 +4,7 @@ mixing them with dense layers, the config's layer lists, and convolutional model
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -116,9 +117,30 @@ def test_convolution_forward_gradients_and_error_passed_down_equal_the_lectures_
     kernels, b = rng.normal(size=(F, C, *kernel)), rng.normal(size=F)
     layer.bind([kernels, b])
     x = rng.normal(size=(m, C * H * W))
-    z = layer.forward(x)
-    delta = rng.normal(size=z.shape)
-    grads, below = layer.gradient_sums(delta, x), layer.propagate(delta, x)
+    delta = rng.normal(size=(m, math.prod(layer.out_shape)))
+    for form in (layer, compiled_form(layer, m)):
+        assert_convolution_is_the_loops(form, layer, x, kernels, b, delta, case)
+
+
+def compiled_form(layer, m):
+    """The compiled-images path's form of ``layer`` for batches of m, run once on other values first: its
+    buffers then hold another batch's columns, maxima and δ, which it must not reuse."""
+    from nncli.engines.image_step import FORMS
+
+    form = FORMS[type(layer)](layer, m, np.float64)
+    rng = np.random.default_rng(99)
+    x = rng.normal(size=(m, math.prod(layer.in_shape)))
+    delta = rng.normal(size=(m, math.prod(layer.out_shape)))
+    form.forward(x)
+    form.gradient_sums(delta, x)
+    form.propagate(delta, x)
+    return form
+
+
+def assert_convolution_is_the_loops(form, layer, x, kernels, b, delta, case):
+    C, H, W, F, _, stride, padding, m, _ = case
+    z = form.forward(x).copy()
+    grads, below = form.gradient_sums(delta, x), form.propagate(delta, x)
     Ho, Wo = layer.out_hw
     total_dW, total_db = np.zeros_like(kernels), np.zeros_like(b)
     for i in range(m):
@@ -151,16 +173,23 @@ def test_pooling_and_its_error_passed_down_equal_the_lectures_loops(C, H, W, siz
     layer = (MaxPool if kind == "max" else AvgPool)((C, H, W), size, stride)
     rng = np.random.default_rng(seed)
     x = rng.integers(-3, 4, size=(m, C * H * W)).astype(float)  # small integers: many ties
-    z = layer.forward(x)
-    delta = rng.normal(size=z.shape)
-    below = layer.propagate(delta, x)
+    delta = rng.normal(size=(m, math.prod(layer.out_shape)))
+    forms = [layer] + ([compiled_form(layer, m)] if kind == "max" else [])
+    for form in forms:
+        z = form.forward(x).copy()
+        below = form.propagate(delta, x)
+        assert_pooling_is_the_loops(layer, x, z, delta, below, size, kind, m)
+    assert layer.gradient_sums(delta, x) == [] and layer.params == []
+
+
+def assert_pooling_is_the_loops(layer, x, z, delta, below, size, kind, m):
+    C, H, W = layer.in_shape
     for i in range(m):
         zi, da = pool_loops(
             x[i].reshape(C, H, W), size, layer.stride, kind, delta[i].reshape(layer.out_shape)
         )
         np.testing.assert_allclose(z[i], zi.ravel(), rtol=0, atol=1e-12)
         np.testing.assert_allclose(below[i], da.ravel(), rtol=0, atol=1e-12)
-    assert layer.gradient_sums(delta, x) == [] and layer.params == []
 
 
 def test_max_pooling_sends_the_error_to_the_first_maximum_of_a_tied_window():

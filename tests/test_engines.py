@@ -94,6 +94,20 @@ def test_the_registry_picks_a_path_by_engine_optimizer_clipping_and_the_work():
     assert chosen(small, 8, clip_norm=1.0) == "chunked"
 
 
+def test_image_layers_take_the_compiled_images_path_on_the_compiled_engine_and_the_layers_path_else():
+    layers = [{"type": "conv", "filters": 2, "kernel": 3}, {"type": "avgpool"}]
+    pooled = [{"type": "conv", "filters": 2, "kernel": 3}, {"type": "maxpool"}]
+    for specs, engine, path in [
+        (layers, "compiled", "compiled-images"),  # the convolution compiled, the average pooling its own
+        (pooled, "compiled", "compiled-images"),
+        (layers[1:], "compiled", "layers"),  # average pooling alone: nothing for the path to compile
+        (pooled, "numpy", "layers"),
+    ]:
+        net = Network.from_layers(input_shape=(1, 6, 6), layers=specs, n_out=2, output="softmax", seed=0)
+        optimizer = make_optimizer("adam", net.theta.size, net.dtype)
+        assert Stepper(net, optimizer, 0.01, None, engine).choose(16).name == path, (specs, engine)
+
+
 def test_a_forced_path_runs_where_it_can_and_is_refused_where_it_cannot():
     net = Network([4, 5, 3], seed=0)
     optimizer = make_optimizer("momentum", net.theta.size, net.dtype)

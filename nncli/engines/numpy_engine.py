@@ -341,10 +341,15 @@ class LayerStep:
     def gradient_sums(self, X, Y, rows) -> tuple[float, float]:
         """(Σ loss, the metric's sum) of the batch, with κ/m · Σ ∂loss/∂Θ written into the gradient."""
         X_batch, Y_batch = X[rows], Y[rows]
-        loss, grads, a_out = self.net.backprop(X_batch, Y_batch)
+        loss, grads, a_out = self.backprop(X_batch, Y_batch)
         for view, grad in zip(self.views, grads, strict=True):
             np.multiply(grad, self.scale, out=view)
         return loss, self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
+
+
+    def backprop(self, X_batch: np.ndarray, Y_batch: np.ndarray):
+        """``Network.backprop`` through the layers' own forms."""
+        return self.net.backprop(X_batch, Y_batch)
 
 
 def cost(loss: float, squares: float, lambda_: float, m: int) -> float:

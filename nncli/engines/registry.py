@@ -21,6 +21,10 @@ one path wherever it can run, so that tests hold every path to the general one:
   or Adam, no clipping.
 - ``compiled-blas-threaded``: the same, its units shared among numba's threads, for larger mini-batches of
   fewer than ``MIN_ROWS_TO_SPLIT`` rows on more than one core.
+- ``compiled-images``: networks with convolution or max pooling layers, on the ``compiled`` engine
+  (``nncli.engines.image_step``): each convolution as three large products over the whole batch around
+  compiled im2col and its fold, max pooling compiled, every other layer through its own forms; every
+  optimizer and clipping.
 - ``example``: one example a step (m = 1) with vectors, on the ``numpy`` engine.
 - ``chunked``: the general path for stacks of dense layers (``nncli.engines.numpy_engine``): every
   activation, optimizer, clipping and batch size; BLAS products, the rest in NumPy calls or, on the
@@ -216,6 +220,20 @@ def _build_layers(ctx, lambda_, metric, m, shared):
     return numpy_engine.LayerStep(ctx.net, ctx.optimizer, lambda_, metric, m, shared, ctx.clip_norm)
 
 
+def _images_runs(ctx: StepContext, m: int) -> bool:
+    if ctx.engine != "compiled" or kernels() is None:
+        return False
+    from nncli.engines import image_step
+
+    return image_step.serves(ctx.net)
+
+
+def _build_images(ctx, lambda_, metric, m, shared):
+    from nncli.engines import image_step
+
+    return image_step.ImageStep(ctx.net, ctx.optimizer, lambda_, metric, m, shared, ctx.clip_norm)
+
+
 def _build_partitioned(ctx, lambda_, metric, m, shared):
     from nncli.engines import numpy_engine
 
@@ -245,6 +263,7 @@ PATHS = (
         _threaded_cheapest,
         _build_blas(lambda ctx: ctx.cores),
     ),
+    Path("compiled-images", _images_runs, lambda ctx, m: True, _build_images),
     Path("example", _example_runs, lambda ctx, m: ctx.engine == "numpy", _build_example),
     Path("chunked", _dense_stack, lambda ctx, m: True, _build_chunked),
     Path("layers", lambda ctx, m: True, lambda ctx, m: True, _build_layers),

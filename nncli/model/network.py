@@ -321,12 +321,14 @@ class Network:
 
     # ----------------------------------------------------------------- engine (inputs trusted)
 
-    def hidden_activations(self, X: np.ndarray) -> list[np.ndarray]:
+    def hidden_activations(self, X: np.ndarray, forms=None) -> list[np.ndarray]:
         """[a^(1), …, a^(L−1)]: a^(1) = X, a^(l+1) = g(z^(l+1)) with z^(l+1) the layer's forward of a^(l)
-        (a^(l) Θ^(l)ᵀ + b^(l) for a dense layer); a layer without units passes z^(l+1) on as it is."""
+        (a^(l) Θ^(l)ᵀ + b^(l) for a dense layer); a layer without units passes z^(l+1) on as it is.
+        ``forms``: an object per layer with its ``forward`` (and ``gradient_sums``, ``propagate``), where
+        an engine computes a layer otherwise than the layer itself; the layers by default."""
         activations = [X]
-        for layer in self.layers[:-1]:
-            z = layer.forward(activations[-1])
+        for layer, form in zip(self.layers[:-1], forms or self.layers, strict=False):
+            z = form.forward(activations[-1])
             activations.append(z if layer.activation is None else layer.activation.g(z))
         return activations
 
@@ -339,21 +341,25 @@ class Network:
         loss, grads, _ = self.backprop(X, Y)
         return GradientSums(len(X), loss, grads)
 
-    def backprop(self, X: np.ndarray, Y: np.ndarray) -> tuple[float, list[np.ndarray], np.ndarray]:
+    def backprop(
+        self, X: np.ndarray, Y: np.ndarray, forms=None
+    ) -> tuple[float, list[np.ndarray], np.ndarray]:
         """One FP/BP pass: (Σ_i loss^(i), per-parameter gradient sums, a^(L)).
 
         δ^(L) = a^(L) − y;  δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g′(z^(l));  Δ^(l) = Σ_i δ^(l+1) (a^(l))ᵀ, each layer
-        computing its own Δ and its own error passed down (``Layer.gradient_sums``, ``Layer.propagate``).
+        computing its own Δ and its own error passed down (``Layer.gradient_sums``, ``Layer.propagate``),
+        or its form in ``forms`` (``hidden_activations``).
         """
-        activations = self.hidden_activations(X)
-        a_out, loss = self.output.activate_and_loss(self.layers[-1].forward(activations[-1]), Y)
+        forms = forms or self.layers
+        activations = self.hidden_activations(X, forms)
+        a_out, loss = self.output.activate_and_loss(forms[-1].forward(activations[-1]), Y)
         delta = a_out - Y
         grads: list[list[np.ndarray]] = [[] for _ in self.layers]
         for index in range(len(self.layers) - 1, -1, -1):
-            layer, a = self.layers[index], activations[index]
-            grads[index] = layer.gradient_sums(delta, a)
+            form, a = forms[index], activations[index]
+            grads[index] = form.gradient_sums(delta, a)
             if index > 0:
-                delta = layer.propagate(delta, a)
+                delta = form.propagate(delta, a)
                 below = self.layers[index - 1].activation
                 if below is not None:
                     delta *= below.g_prime(a)

@@ -346,7 +346,6 @@ class LayerStep:
             np.multiply(grad, self.scale, out=view)
         return loss, self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
 
-
     def backprop(self, X_batch: np.ndarray, Y_batch: np.ndarray):
         """``Network.backprop`` through the layers' own forms."""
         return self.net.backprop(X_batch, Y_batch)

@@ -267,20 +267,36 @@ def test_a_probe_across_a_relu_kink_is_retried_with_a_smaller_epsilon():
 # ------------------------------------------------------------------ training through the registry
 
 
-@pytest.mark.parametrize("engine", ["numpy", "compiled"])
+@pytest.mark.parametrize(
+    ("engine", "batch", "layers"),
+    [
+        ("numpy", "mini-batch", 0),  # the layers path
+        ("compiled", "mini-batch", 0),  # compiled-images: steps of 8 and 4 rows on one thread
+        ("compiled", "batch", 0),  # compiled-images: a step of 20 rows in two chunks of examples
+        ("compiled", "batch", 2),  # two convolutions, the second strided with a zero border
+    ],
+)
 @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-def test_a_convolutional_network_trains_through_the_registry_as_plain_training_does(optimizer, engine):
+def test_a_convolutional_network_trains_through_the_registry_as_plain_training_does(
+    optimizer, engine, batch, layers, monkeypatch
+):
+    if batch == "batch":  # in chunks of examples, however small the step's work
+        monkeypatch.setattr("nncli.engines.image_step.MIN_WORK_TO_SPLIT", 0)
     rng = np.random.default_rng(8)
     X, Y = rng.normal(size=(20, 2 * 36)), targets_for("softmax", rng, 20, 3)
-    fast, plain = (Network.from_layers(input_shape=(2, 6, 6), layers=MIXED[0], n_out=3, activation="relu",
-                                       seed=1) for _ in range(2))  # fmt: skip
+    fast, plain = (Network.from_layers(input_shape=(2, 6, 6), layers=MIXED[layers], n_out=3,
+                                       activation="relu", seed=1) for _ in range(2))  # fmt: skip
     settings_ = dict(
-        alpha=0.05, lambda_=0.2, beta=0.9, batch="mini-batch", batch_size=8, seed=3, optimizer=optimizer
+        alpha=0.05, lambda_=0.2, beta=0.9, batch=batch, batch_size=8, seed=3, optimizer=optimizer
     )
-    history = Trainer(fast, X, Y, engine=engine, **settings_).run(3)
-    plain_train(plain, X, Y, epochs=3, **settings_)
+    trainer = Trainer(fast, X, Y, engine=engine, cores=2, clip_norm=0.5 if optimizer == "nesterov" else None,
+                      **settings_)  # fmt: skip
+    history = trainer.run(3)
+    plain_train(plain, X, Y, epochs=3, clip_norm=0.5 if optimizer == "nesterov" else None, **settings_)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
     assert history.stop_reason == "completed"
+    expected = "layers" if engine == "numpy" else "compiled-images"
+    assert set(trainer.stepper.paths.values()) == {expected}
 
 
 # ------------------------------------------------------------------ the config and the model file

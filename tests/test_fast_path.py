@@ -32,8 +32,9 @@ ROUTES = [
     ("layers", "compiled"),
 ]
 # every path of the registry; the partitioned path needs a Dask cluster and is held to local training in
-# tests/test_dask.py
-assert {path for path, _ in ROUTES} == {path.name for path in PATHS} - {"partitioned"}
+# tests/test_dask.py, and the compiled-images path runs networks with image layers only and is held to
+# plain training in tests/test_convolution.py
+assert {path for path, _ in ROUTES} == {path.name for path in PATHS} - {"partitioned", "compiled-images"}
 
 
 def straightforward_train(net, X, Y, **settings):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from nncli.engines.compiled import images
-from nncli.engines.numpy_engine import LayerStep
+from nncli.engines.numpy_engine import LayerStep, even_spans
 from nncli.model.layers import Convolution, MaxPool
 
 
@@ -103,14 +103,57 @@ def serves(net) -> bool:
     return any(type(layer) in FORMS for layer in net.layers)
 
 
-class ImageStep(LayerStep):
-    """``LayerStep`` with the compiled forms of ``FORMS`` for the layers that have them."""
+# A step of at least this many multiply-adds in one product pass (m × ``multiply_adds``) is cut into one
+# chunk of examples per core, each chunk's forward and backward passes on a thread of its own with BLAS held
+# to that thread; a smaller step would spend more on handing chunks to threads than it saves.
+MIN_WORK_TO_SPLIT = 1 << 22
 
-    def __init__(self, net, optimizer, lambda_: float, metric, m: int, shared, clip_norm) -> None:
+
+def multiply_adds(net) -> int:
+    """The multiply-adds of one example's forward pass through the network's products: F·C·kh·kw·Ho·Wo for
+    a convolution, s_l·s_{l+1} for a dense layer."""
+    total = 0
+    for layer in net.layers:
+        if isinstance(layer, Convolution):
+            total += layer.filters * layer.fans[0] * layer.out_hw[0] * layer.out_hw[1]
+        elif layer.params:
+            total += layer.sizes[0] * layer.sizes[1]
+    return total
+
+
+class ImageStep(LayerStep):
+    """``LayerStep`` with the compiled forms of ``FORMS`` for the layers that have them. On more than one
+    core, a step of ``MIN_WORK_TO_SPLIT`` multiply-adds or more is cut into as many chunks of examples, each
+    propagated on its own thread with forms of its own; the chunks' sums are added in chunk order, so a
+    step's result depends on the number of cores, never on the threads' timing."""
+
+    def __init__(self, net, optimizer, lambda_: float, metric, m: int, shared, clip_norm, cores: int) -> None:
         super().__init__(net, optimizer, lambda_, metric, m, shared, clip_norm)
-        self.forms = [
-            FORMS[type(layer)](layer, m, net.dtype) if type(layer) in FORMS else layer for layer in net.layers
+        split = cores > 1 and m > 1 and m * multiply_adds(net) >= MIN_WORK_TO_SPLIT
+        self.spans = even_spans(m, min(cores, m) if split else 1)
+        self.forms = [self._forms(span.stop - span.start) for span in self.spans]
+        self.pool = None
+        if len(self.spans) > 1:
+            shared.hold_blas_to_one_thread()
+            self.pool = shared.pool()
+
+    def _forms(self, rows: int) -> list:
+        return [
+            FORMS[type(layer)](layer, rows, self.net.dtype) if type(layer) in FORMS else layer
+            for layer in self.net.layers
         ]
 
-    def backprop(self, X_batch: np.ndarray, Y_batch: np.ndarray):
-        return self.net.backprop(X_batch, Y_batch, forms=self.forms)
+    def sums(self, X_batch: np.ndarray, Y_batch: np.ndarray, forms=None):
+        chunk_sums = super().sums  # one chunk's (Σ loss, Σ ∂loss/∂Θ, the metric's sum)
+        if self.pool is None:
+            return chunk_sums(X_batch, Y_batch, self.forms[0])
+        chunks = zip(self.spans, self.forms, strict=True)
+        parts = [(X_batch[span], Y_batch[span], forms) for span, forms in chunks]
+        futures = [self.pool.submit(chunk_sums, *part) for part in parts[1:]]
+        results = [chunk_sums(*parts[0])] + [future.result() for future in futures]
+        loss, grads, metric_sum = results[0]
+        for part_loss, part_grads, part_metric in results[1:]:
+            loss += part_loss
+            metric_sum += part_metric
+            grads = [a + b for a, b in zip(grads, part_grads, strict=True)]
+        return loss, grads, metric_sum

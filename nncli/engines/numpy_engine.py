@@ -340,15 +340,16 @@ class LayerStep:
 
     def gradient_sums(self, X, Y, rows) -> tuple[float, float]:
         """(Σ loss, the metric's sum) of the batch, with κ/m · Σ ∂loss/∂Θ written into the gradient."""
-        X_batch, Y_batch = X[rows], Y[rows]
-        loss, grads, a_out = self.backprop(X_batch, Y_batch)
+        loss, grads, metric_sum = self.sums(X[rows], Y[rows])
         for view, grad in zip(self.views, grads, strict=True):
             np.multiply(grad, self.scale, out=view)
-        return loss, self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
+        return loss, metric_sum
 
-    def backprop(self, X_batch: np.ndarray, Y_batch: np.ndarray):
-        """``Network.backprop`` through the layers' own forms."""
-        return self.net.backprop(X_batch, Y_batch)
+    def sums(self, X_batch: np.ndarray, Y_batch: np.ndarray, forms=None):
+        """(Σ loss, Σ ∂loss/∂Θ per parameter array, the metric's sum) of a batch, by ``Network.backprop``
+        through ``forms`` (the layers' own by default)."""
+        loss, grads, a_out = self.net.backprop(X_batch, Y_batch, forms)
+        return loss, grads, self.metric.batch_sum(a_out, Y_batch) if self.metric is not None else 0.0
 
 
 def cost(loss: float, squares: float, lambda_: float, m: int) -> float:

@@ -23,8 +23,8 @@ one path wherever it can run, so that tests hold every path to the general one:
   fewer than ``MIN_ROWS_TO_SPLIT`` rows on more than one core.
 - ``compiled-images``: networks with convolution or max pooling layers, on the ``compiled`` engine
   (``nncli.engines.image_step``): each convolution as three large products over the whole batch around
-  compiled im2col and its fold, max pooling compiled, every other layer through its own forms; every
-  optimizer and clipping.
+  compiled im2col and its fold, max pooling compiled, every other layer through its own forms, a large
+  batch's examples shared among the cores; every optimizer and clipping.
 - ``example``: one example a step (m = 1) with vectors, on the ``numpy`` engine.
 - ``chunked``: the general path for stacks of dense layers (``nncli.engines.numpy_engine``): every
   activation, optimizer, clipping and batch size; BLAS products, the rest in NumPy calls or, on the
@@ -231,7 +231,7 @@ def _images_runs(ctx: StepContext, m: int) -> bool:
 def _build_images(ctx, lambda_, metric, m, shared):
     from nncli.engines import image_step
 
-    return image_step.ImageStep(ctx.net, ctx.optimizer, lambda_, metric, m, shared, ctx.clip_norm)
+    return image_step.ImageStep(ctx.net, ctx.optimizer, lambda_, metric, m, shared, ctx.clip_norm, ctx.cores)
 
 
 def _build_partitioned(ctx, lambda_, metric, m, shared):

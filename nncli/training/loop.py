@@ -206,6 +206,7 @@ class Trainer:
             self.path,
             on_note,
         )
+        self.stepper = step  # for a look afterwards at the paths its steps took (``Stepper.paths``)
         self.stop_reason, self.theta_at_stop = COMPLETED, None
         callbacks = [
             *self.callbacks,

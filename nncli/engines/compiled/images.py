@@ -50,8 +50,12 @@ def unroll(a, C, H, W, kh, kw, stride, top, left, Ho, Wo, columns):
                         source = (c * H + r) * W + j - left
                         for x in range(x0):
                             columns[row, out + x] = zero
-                        for x in range(x0, x1):
-                            columns[row, out + x] = a[e, source + stride * x]
+                        if stride == 1:  # a run of the image's row: a copy that vectorizes
+                            for x in range(x0, x1):
+                                columns[row, out + x] = a[e, source + x]
+                        else:
+                            for x in range(x0, x1):
+                                columns[row, out + x] = a[e, source + stride * x]
                         for x in range(x1, Wo):
                             columns[row, out + x] = zero
 
@@ -79,8 +83,12 @@ def fold(shares, C, H, W, kh, kw, stride, top, left, Ho, Wo, below):
                             continue
                         out = e * P + y * Wo
                         target = (c * H + r) * W + j - left
-                        for x in range(x0, x1):
-                            below[e, target + stride * x] += shares[row, out + x]
+                        if stride == 1:
+                            for x in range(x0, x1):
+                                below[e, target + x] += shares[row, out + x]
+                        else:
+                            for x in range(x0, x1):
+                                below[e, target + stride * x] += shares[row, out + x]
 
 
 @fast

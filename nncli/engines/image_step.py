@@ -103,22 +103,10 @@ def serves(net) -> bool:
     return any(type(layer) in FORMS for layer in net.layers)
 
 
-# A step of at least this many multiply-adds in one product pass (m × ``multiply_adds``) is cut into one
-# chunk of examples per core, each chunk's forward and backward passes on a thread of its own with BLAS held
-# to that thread; a smaller step would spend more on handing chunks to threads than it saves.
+# A step of at least this many multiply-adds in one product pass (m × ``Network.multiply_adds``) is cut
+# into one chunk of examples per core, each chunk's forward and backward passes on a thread of its own with
+# BLAS held to that thread; a smaller step would spend more on handing chunks to threads than it saves.
 MIN_WORK_TO_SPLIT = 1 << 22
-
-
-def multiply_adds(net) -> int:
-    """The multiply-adds of one example's forward pass through the network's products: F·C·kh·kw·Ho·Wo for
-    a convolution, s_l·s_{l+1} for a dense layer."""
-    total = 0
-    for layer in net.layers:
-        if isinstance(layer, Convolution):
-            total += layer.filters * layer.fans[0] * layer.out_hw[0] * layer.out_hw[1]
-        elif layer.params:
-            total += layer.sizes[0] * layer.sizes[1]
-    return total
 
 
 class ImageStep(LayerStep):
@@ -129,7 +117,7 @@ class ImageStep(LayerStep):
 
     def __init__(self, net, optimizer, lambda_: float, metric, m: int, shared, clip_norm, cores: int) -> None:
         super().__init__(net, optimizer, lambda_, metric, m, shared, clip_norm)
-        split = cores > 1 and m > 1 and m * multiply_adds(net) >= MIN_WORK_TO_SPLIT
+        split = cores > 1 and m > 1 and m * net.multiply_adds >= MIN_WORK_TO_SPLIT
         self.spans = even_spans(m, min(cores, m) if split else 1)
         self.forms = [self._forms(span.stop - span.start) for span in self.spans]
         self.pool = None

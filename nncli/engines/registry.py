@@ -62,7 +62,7 @@ ENGINES = {
 RUN_ENGINES = ("numpy", "compiled", "dask")
 AUTO_MIN_SECONDS = 2.0
 # The numpy engine's cost model: about 40 µs of calls per step, and the step's products (three passes
-# of m × weights multiply-adds: forward, gradient, error) at 20 GFLOP/s. Rough, but only used to tell a
+# of m × multiply-adds: forward, gradient, error) at 20 GFLOP/s. Rough, but only used to tell a
 # run of seconds from a run of minutes.
 STEP_CALL_SECONDS = 40e-6
 FLOPS = 20e9
@@ -100,18 +100,19 @@ def required_kernels():
     return module
 
 
-def numpy_seconds(n_weights: int, rows: int, steps: int, epochs: int) -> float:
-    """The numpy engine's estimated time for ``epochs`` epochs of ``steps`` steps over ``rows`` rows."""
-    return epochs * (steps * STEP_CALL_SECONDS + 6.0 * rows * n_weights / FLOPS)
+def numpy_seconds(multiply_adds: int, rows: int, steps: int, epochs: int) -> float:
+    """The numpy engine's estimated time for ``epochs`` epochs of ``steps`` steps over ``rows`` rows of a
+    network of ``multiply_adds`` per example and forward pass (``Network.multiply_adds``)."""
+    return epochs * (steps * STEP_CALL_SECONDS + 6.0 * rows * multiply_adds / FLOPS)
 
 
-def resolve(engine: str, n_weights: int, rows: int, steps: int, epochs: int) -> str:
+def resolve(engine: str, multiply_adds: int, rows: int, steps: int, epochs: int) -> str:
     """``numpy`` or ``compiled``: the engine a run of this size trains with when ``engine`` is asked for."""
     lookup(ENGINES, engine, "engine")
     if engine == "compiled":
         required_kernels()
     if engine == "auto":
-        long_enough = numpy_seconds(n_weights, rows, steps, epochs) >= AUTO_MIN_SECONDS
+        long_enough = numpy_seconds(multiply_adds, rows, steps, epochs) >= AUTO_MIN_SECONDS
         return "compiled" if long_enough and kernels() is not None else "numpy"
     return engine
 

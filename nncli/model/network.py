@@ -248,6 +248,12 @@ class Network:
         return self.output.name
 
     @property
+    def multiply_adds(self) -> int:
+        """The multiply-adds of one example's forward pass through every layer (``Layer.multiply_adds``):
+        the number of weights for a stack of dense layers, far more for a convolution's shared ones."""
+        return sum(layer.multiply_adds for layer in self.layers)
+
+    @property
     def layer_sizes(self) -> list[int]:
         return [self.layers[0].sizes[0], *(layer.sizes[1] for layer in self.layers)]
 

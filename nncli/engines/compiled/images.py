@@ -120,6 +120,9 @@ def to_wide(rows, wide):
 def max_pool(a, C, H, W, size, stride, Ho, Wo, z, where):
     """z (m, C·Ho·Wo) = each size × size window's maximum, and ``where`` its row-major index i·size + j
     in the window, the first on ties (a nan is never the maximum, as NumPy's ``greater``)."""
+    if size == 2:
+        max_pool_2x2(a, C, H, W, stride, Ho, Wo, z, where)
+        return
     m = a.shape[0]
     for e in range(m):
         for c in range(C):
@@ -137,6 +140,32 @@ def max_pool(a, C, H, W, size, stride, Ho, Wo, z, where):
                     out = (c * Ho + y) * Wo + x
                     z[e, out] = best
                     where[e, out] = index
+
+
+@fast
+def max_pool_2x2(a, C, H, W, stride, Ho, Wo, z, where):
+    """``max_pool`` of 2 × 2 windows, the four values of each compared in row-major order without a loop
+    over the window (the common case, several times faster)."""
+    m = a.shape[0]
+    for e in range(m):
+        for c in range(C):
+            for y in range(Ho):
+                top = (c * H + stride * y) * W
+                out = (c * Ho + y) * Wo
+                for x in range(Wo):
+                    corner = top + stride * x
+                    best, index = a[e, corner], 0
+                    value = a[e, corner + 1]
+                    if value > best:
+                        best, index = value, 1
+                    value = a[e, corner + W]
+                    if value > best:
+                        best, index = value, 2
+                    value = a[e, corner + W + 1]
+                    if value > best:
+                        best, index = value, 3
+                    z[e, out + x] = best
+                    where[e, out + x] = index
 
 
 @fast

@@ -37,7 +37,9 @@ class Layer:
       layer's input a^(l): (m, s_{l+1}) -> (m, s_l), before the .* g′(z^(l)); for a dense layer
       (Θ^(l))ᵀ δ^(l+1);
     - ``spec()``: the layer specification that builds it again;
-    - ``workspace``: the values of scratch buffers it keeps per example, for the memory check.
+    - ``workspace``: the values of scratch buffers it keeps per example, for the memory check;
+    - ``multiply_adds``: those of one example's forward pass (as many again for its gradient and for the
+      error passed down), the measure of its work by which the engines are chosen.
 
     Gradients are sums over examples, not means, so that sums from separate partitions of a batch add up.
     """
@@ -49,6 +51,7 @@ class Layer:
     in_shape: tuple[int, ...] = ()
     out_shape: tuple[int, ...] = ()
     workspace = 0  # values of scratch buffers per example (a convolution's unrolled windows)
+    multiply_adds = 0  # a layer without products (pooling, flatten)
 
     @property
     def sizes(self) -> tuple[int, int]:

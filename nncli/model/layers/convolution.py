@@ -131,6 +131,11 @@ class Convolution(Layer):
         kh, kw = self.kernel
         return C * kh * kw, self.filters * kh * kw
 
+    @property
+    def multiply_adds(self) -> int:
+        """F · C·kh·kw · Ho·Wo: every kernel's weights once per output position (the tied weights' work)."""
+        return self.filters * self.fans[0] * self.out_hw[0] * self.out_hw[1]
+
     def bind(self, arrays: list[np.ndarray]) -> None:
         self.W, self.b = arrays
         self.W_matrix = self.W.reshape(self.filters, -1)  # W_mat (F, C·kh·kw), a view

@@ -62,6 +62,11 @@ class Dense(Layer):
         units = whole_number(spec, "units", None, where)
         return cls(math.prod(in_shape), units, activation_of(spec, activation, where))
 
+    @property
+    def multiply_adds(self) -> int:
+        """s_l · s_{l+1}: one per weight."""
+        return self.sizes[0] * self.sizes[1]
+
     def forward(self, a: np.ndarray) -> np.ndarray:
         """z^(l+1) = a^(l) Wᵀ + b, shape (m, s_{l+1})."""
         z = a @ self.W.T

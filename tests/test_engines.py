@@ -46,18 +46,22 @@ def test_auto_takes_numpy_for_a_run_of_moments_and_the_compiled_step_for_a_run_o
     assert engines.resolve("compiled", 4736, 1797, 57, 1) == "compiled"
 
 
-def test_auto_measures_a_network_by_its_multiply_adds_so_a_convolution_counts_its_shared_weights():
+def test_auto_measures_a_network_by_its_multiply_adds_and_image_layers():
     """Conv 3×3×8 same on 8×8 images (8·9·64 = 4,608 multiply-adds from 80 parameters), then 512 → 10
     (5,120): 9,728 multiply-adds an example, where the parameters number 5,210."""
     layers = [{"type": "conv", "filters": 8, "kernel": 3, "padding": "same"}, {"type": "flatten"}]
     net = Network.from_layers(input_shape=(1, 8, 8), layers=layers, n_out=10, output="softmax", seed=0)
     assert net.multiply_adds == 8 * 9 * 64 + 512 * 10 == 9728 and net.theta.size == 80 + 5130
     assert net.n_regularized == 72 + 5120  # what the estimate counted before: the weights
+    assert net.image_layers == 2  # the convolution and the flatten
     rows, steps = 1797, 57
-    epochs = int(np.ceil(engines.AUTO_MIN_SECONDS / engines.numpy_seconds(9728, rows, steps, 1)))
-    assert engines.resolve("auto", net.multiply_adds, rows, steps, epochs) == "compiled"
-    assert engines.resolve("auto", net.n_regularized, rows, steps, epochs) == "numpy"
-    assert Network([4, 5, 3]).multiply_adds == 4 * 5 + 5 * 3  # a dense stack: its weights
+    per_epoch = engines.numpy_seconds(9728, rows, steps, 1, image_layers=2)
+    assert per_epoch == pytest.approx(57 * (40e-6 + 2 * 400e-6) + 6 * 1797 * 9728 / 20e9)
+    epochs = int(np.ceil(engines.AUTO_MIN_SECONDS / per_epoch))
+    assert engines.resolve("auto", net.multiply_adds, rows, steps, epochs, net.image_layers) == "compiled"
+    assert engines.resolve("auto", net.n_regularized, rows, steps, epochs) == "numpy"  # weights, no images
+    dense = Network([4, 5, 3])
+    assert dense.multiply_adds == 4 * 5 + 5 * 3 and dense.image_layers == 0  # a dense stack: its weights
 
 
 def test_without_numba_auto_takes_numpy_and_compiled_says_what_to_install(monkeypatch):

@@ -61,10 +61,12 @@ ENGINES = {
 # backend chooses rather than training.engine.
 RUN_ENGINES = ("numpy", "compiled", "dask")
 AUTO_MIN_SECONDS = 2.0
-# The numpy engine's cost model: about 40 µs of calls per step, and the step's products (three passes
-# of m × multiply-adds: forward, gradient, error) at 20 GFLOP/s. Rough, but only used to tell a
+# The numpy engine's cost model: about 40 µs of calls per step, and 400 µs more for each layer that reads
+# images (the layers path's windows, slices and products per example), and the step's products (three
+# passes of m × multiply-adds: forward, gradient, error) at 20 GFLOP/s. Rough, but only used to tell a
 # run of seconds from a run of minutes.
 STEP_CALL_SECONDS = 40e-6
+IMAGE_LAYER_STEP_SECONDS = 400e-6
 FLOPS = 20e9
 
 
@@ -100,19 +102,23 @@ def required_kernels():
     return module
 
 
-def numpy_seconds(multiply_adds: int, rows: int, steps: int, epochs: int) -> float:
+def numpy_seconds(multiply_adds: int, rows: int, steps: int, epochs: int, image_layers: int = 0) -> float:
     """The numpy engine's estimated time for ``epochs`` epochs of ``steps`` steps over ``rows`` rows of a
-    network of ``multiply_adds`` per example and forward pass (``Network.multiply_adds``)."""
-    return epochs * (steps * STEP_CALL_SECONDS + 6.0 * rows * multiply_adds / FLOPS)
+    network of ``multiply_adds`` per example and forward pass (``Network.multiply_adds``) with
+    ``image_layers`` layers reading images (``Network.image_layers``)."""
+    per_step = STEP_CALL_SECONDS + image_layers * IMAGE_LAYER_STEP_SECONDS
+    return epochs * (steps * per_step + 6.0 * rows * multiply_adds / FLOPS)
 
 
-def resolve(engine: str, multiply_adds: int, rows: int, steps: int, epochs: int) -> str:
+def resolve(
+    engine: str, multiply_adds: int, rows: int, steps: int, epochs: int, image_layers: int = 0
+) -> str:
     """``numpy`` or ``compiled``: the engine a run of this size trains with when ``engine`` is asked for."""
     lookup(ENGINES, engine, "engine")
     if engine == "compiled":
         required_kernels()
     if engine == "auto":
-        long_enough = numpy_seconds(multiply_adds, rows, steps, epochs) >= AUTO_MIN_SECONDS
+        long_enough = numpy_seconds(multiply_adds, rows, steps, epochs, image_layers) >= AUTO_MIN_SECONDS
         return "compiled" if long_enough and kernels() is not None else "numpy"
     return engine
 

@@ -254,6 +254,11 @@ class Network:
         return sum(layer.multiply_adds for layer in self.layers)
 
     @property
+    def image_layers(self) -> int:
+        """How many layers read images (C, H, W): convolutions, pooling, flatten."""
+        return sum(len(layer.in_shape) == 3 for layer in self.layers)
+
+    @property
     def layer_sizes(self) -> list[int]:
         return [self.layers[0].sizes[0], *(layer.sizes[1] for layer in self.layers)]
 

@@ -193,7 +193,9 @@ class Trainer:
             state.engine = "dask"
         if state.engine is None:
             steps = -(-len(self.X) // max(1, self.mode.size(len(self.X), self.batch_size)))
-            state.engine = engines.resolve(self.engine, net.multiply_adds, len(self.X), steps, epochs)
+            state.engine = engines.resolve(
+                self.engine, net.multiply_adds, len(self.X), steps, epochs, net.image_layers
+            )
         self.schedule.epochs = epochs
         step = Stepper(
             net,

@@ -299,6 +299,19 @@ def test_a_convolutional_network_trains_through_the_registry_as_plain_training_d
     assert set(trainer.stepper.paths.values()) == {expected}
 
 
+def test_the_compiled_images_path_in_chunks_gives_the_same_bits_every_run(monkeypatch):
+    """The chunks' sums are added in chunk order, whichever thread finishes first."""
+    monkeypatch.setattr("nncli.engines.image_step.MIN_WORK_TO_SPLIT", 0)
+    rng = np.random.default_rng(5)
+    X, Y = rng.normal(size=(40, 2 * 36)), targets_for("softmax", rng, 40, 3)
+    runs = []
+    for _ in range(3):
+        net = Network.from_layers(input_shape=(2, 6, 6), layers=MIXED[2], n_out=3, activation="tanh", seed=3)
+        Trainer(net, X, Y, engine="compiled", cores=2, alpha=0.1, batch="mini-batch", batch_size=16).run(4)
+        runs.append(net.theta.tobytes())
+    assert runs[0] == runs[1] == runs[2]
+
+
 # ------------------------------------------------------------------ the config and the model file
 
 

@@ -24,7 +24,7 @@ class UnrolledConvolution:
         C, H, W = layer.in_shape
         kh, kw = layer.kernel
         Ho, Wo = layer.out_hw
-        self.layer, self.m = layer, m
+        self.layer = layer
         self.geometry = (C, H, W, kh, kw, layer.stride, layer.pad_h[0], layer.pad_w[0], Ho, Wo)
         self.columns = np.empty((C * kh * kw, m * Ho * Wo), dtype)
         self.wide = np.empty((layer.filters, m * Ho * Wo), dtype)  # z_T going forward, δ_T going back

@@ -312,6 +312,21 @@ def test_the_compiled_images_path_in_chunks_gives_the_same_bits_every_run(monkey
     assert runs[0] == runs[1] == runs[2]
 
 
+def test_a_float32_convolutional_network_trains_in_float32_on_the_compiled_images_path():
+    rng = np.random.default_rng(6)
+    X, Y = rng.normal(size=(24, 2 * 36)), targets_for("softmax", rng, 24, 3)
+    thetas = {}
+    for engine in ("numpy", "compiled"):
+        net = Network.from_layers(input_shape=(2, 6, 6), layers=MIXED[0], n_out=3, activation="relu", seed=2,
+                                  dtype=np.float32)  # fmt: skip
+        trainer = Trainer(net, X.astype(np.float32), Y.astype(np.float32), engine=engine, alpha=0.05,
+                          batch="mini-batch", batch_size=8)  # fmt: skip
+        trainer.run(3)
+        assert net.theta.dtype == np.float32
+        thetas[trainer.stepper.paths[8]] = net.theta
+    np.testing.assert_allclose(thetas["compiled-images"], thetas["layers"], rtol=0, atol=1e-5)
+
+
 # ------------------------------------------------------------------ the config and the model file
 
 

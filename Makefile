@@ -7,15 +7,23 @@ DEMO   := runs/digits
 
 .PHONY: demo test lint bench bench-dask clean
 
-$(VENV)/.base: pyproject.toml
+# the environment with an up-to-date pip (`python -m venv` leaves an existing one as it is)
+define new_venv
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+endef
+
+$(VENV)/.base: pyproject.toml
+	$(new_venv)
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
-$(VENV)/.dev: $(VENV)/.base
+# nncli with the test tools and the Dask extra in one install (a second would build nncli again); it
+# holds everything .base does, so it counts as .base too
+$(VENV)/.dev: pyproject.toml
+	$(new_venv)
 	$(PY) -m pip install --quiet -e '.[dev,dask]'
-	touch $@
+	touch $@ $(VENV)/.base
 
 ## demo: train on the 8x8 digits, predict the held-out test split, plot the cost
 demo: $(VENV)/.base

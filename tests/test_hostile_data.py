@@ -32,13 +32,13 @@ def train(write_config, data="small.csv", extra="", out="out"):
 # ------------------------------------------------------------------ bounded time and memory
 
 
-def test_a_header_of_100000_columns_is_read_in_linear_time(workdir, write_config):
-    n = 100_000
+def test_a_header_of_50000_columns_is_read_in_linear_time(workdir, write_config):
+    n = 50_000
     rows = [",".join(f"c{i}" for i in range(n))]
     rows += [",".join(str((i * r) % 7) for i in range(n - 1)) + "," + "ab"[r % 2] for r in range(4)]
     (workdir / "wide.csv").write_text("\n".join(rows) + "\n")
     cfg = load_config(write_config("data: {path: wide.csv}\n"))
-    prepared = prepare(cfg.data, "auto", 0)  # quadratic before: minutes
+    prepared = prepare(cfg.data, "auto", 0)  # quadratic before: minutes at this width
     assert prepared.train[0].shape == (4, n - 1)
 
 

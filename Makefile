@@ -32,10 +32,12 @@ demo: $(VENV)/.base
 	$(NNCLI) plot-cost $(DEMO) -o $(DEMO)/cost.png
 	@echo "demo: predictions in $(DEMO)/predictions.csv, cost plot in $(DEMO)/cost.png"
 
-## test: lint and run the whole suite
+## test: lint and run the whole suite, shared between TEST_PROCESSES processes (pytest-xdist; each
+## compiles the numba kernels it meets, so two halve a fresh checkout's time on two cores)
+TEST_PROCESSES ?= 2
 test: $(VENV)/.dev
 	$(VENV)/bin/ruff check nncli tests benchmarks
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(TEST_PROCESSES)
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check nncli tests benchmarks

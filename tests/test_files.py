@@ -163,6 +163,36 @@ def test_predict_stops_cleanly_on_a_signal_and_leaves_no_partial_file(model, big
     assert not list(workdir.glob(".out.csv.*"))
 
 
+def test_a_signal_as_the_temporary_file_appears_leaves_nothing_behind(tmp_path, monkeypatch):
+    """Python runs a signal's handler as a call returns: here the exception of Ctrl-C is raised the
+    moment the temporary file exists, before its name reaches the writer."""
+    import nncli.io.files as files
+
+    real_open = os.open
+
+    def open_then_interrupted(*args, **kwargs):
+        real_open(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(files.os, "open", open_then_interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        files.atomic_write_text(tmp_path / "out.csv", "a,b\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_temporary_name_another_writer_holds_is_left_to_it(tmp_path, monkeypatch):
+    import nncli.io.files as files
+
+    theirs = tmp_path / ".out.csv.000000000000.tmp"
+    theirs.write_text("another writer's\n")
+    names = iter(["000000000000", "111111111111"])
+    monkeypatch.setattr(files.secrets, "token_hex", lambda _: next(names))
+    files.atomic_write_text(tmp_path / "out.csv", "a,b\n")
+    assert (tmp_path / "out.csv").read_text() == "a,b\n"
+    assert theirs.read_text() == "another writer's\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [theirs.name, "out.csv"]
+
+
 def test_a_new_file_is_never_written_over_one_that_appeared(tmp_path):
     from nncli.io.files import write_new_text
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import BinaryIO
@@ -51,14 +51,20 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 def _through_temporary(path: Path, write, mode: int, place) -> None:
     """``write`` into a temporary file beside ``path``, synced to disk and given ``mode``; then
     ``place(temporary, path)`` (``os.replace``, or ``os.link``, which never replaces). No temporary file
-    outlives the call; an OSError names ``path``, keeping its kind (FileExistsError stays one)."""
+    outlives the call, even when a signal's exception (Ctrl-C, SIGTERM) arrives as the file is created:
+    its name is chosen here, before the file exists and inside the ``try`` whose ``finally`` removes it
+    (``tempfile.mkstemp`` returns the name only once the file exists). An OSError names ``path``, keeping
+    its kind (FileExistsError stays one)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    temporary = None
     try:
-        descriptor, temporary = tempfile.mkstemp(
-            dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX
-        )
-    except OSError as error:
-        raise _naming(error, path) from None
-    try:
+        while True:
+            temporary = path.parent / f".{path.name}.{secrets.token_hex(6)}{TEMPORARY_SUFFIX}"
+            try:
+                descriptor = os.open(temporary, flags, 0o600)
+                break
+            except FileExistsError:
+                temporary = None  # another writer's file, never this call's to remove
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
@@ -68,8 +74,13 @@ def _through_temporary(path: Path, write, mode: int, place) -> None:
     except OSError as error:
         raise _naming(error, path) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
+        if temporary is not None:
+            _remove(temporary)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def _write_in_place(path: Path, write: Callable[[BinaryIO], None]) -> None:

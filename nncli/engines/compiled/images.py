@@ -144,8 +144,8 @@ def max_pool(a, C, H, W, size, stride, Ho, Wo, z, where):
 
 @fast
 def max_pool_2x2(a, C, H, W, stride, Ho, Wo, z, where):
-    """``max_pool`` of 2 × 2 windows, the four values of each compared in row-major order without a loop
-    over the window (the common case, several times faster)."""
+    """``max_pool`` of 2 × 2 windows, the common case: the four values of each compared in row-major order
+    without a loop over the window (`docs/performance.md` has the figure)."""
     m = a.shape[0]
     for e in range(m):
         for c in range(C):

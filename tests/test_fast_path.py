@@ -355,3 +355,37 @@ def test_the_threaded_step_runs_only_on_a_threading_layer_that_threads_may_share
     assert blas_step.threads_usable() == (expected and numba.config.NUMBA_NUM_THREADS > 1)
     if not expected:
         assert nncli.engines.registry.blas_kernels(2) is None
+
+
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+@pytest.mark.parametrize("clip_norm", [None, 1e-3])
+@pytest.mark.parametrize("sizes", [[6, 9, 3], [1100, 960, 3]], ids=["small", "past-the-split"])
+def test_the_update_is_shared_among_threads_only_for_a_large_theta_and_equals_one_range(
+    sizes, clip_norm, optimizer, engine
+):
+    """Two threads' gradients, added and applied over θ in one range or in two: the same θ and state."""
+    from nncli.engines.numpy_engine import MIN_ENTRIES_TO_SHARE_UPDATE, RangeUpdate, shared_pool
+
+    net = Network(sizes, activation="tanh", seed=0)
+    rng = np.random.default_rng(1)
+    gradients = [rng.normal(size=net.theta.size) * 1e-3 for _ in range(2)]
+    shared_count = 2 if net.theta.size >= MIN_ENTRIES_TO_SHARE_UPDATE else 1
+    context = StepContext(net, None, engine, clip_norm, 2)
+    passes = nncli.engines.registry._Shared(context).passes
+    results = []
+    for pool, ranges in ((shared_pool(1), shared_count), (None, 1)):
+        optimizer_ = make_optimizer(optimizer, net.theta.size, net.dtype, 0.9, 0.999, 1e-8)
+        copies = [g.copy() for g in gradients]
+        moved = Network(sizes, activation="tanh", seed=0)
+        update = RangeUpdate(moved, optimizer_, copies, passes, pool, clip_norm)
+        assert len(update.parts) == ranges
+        squares = update.run(0.01, 1e-4)
+        update.run(0.01, 1e-4)  # a second step reads the state the first one left
+        results.append((moved.theta.copy(), [a.copy() for a in optimizer_.state.values()], squares))
+    (theta_a, state_a, squares_a), (theta_b, state_b, squares_b) = results
+    assert sizes == [6, 9, 3] or shared_count == 2  # the large network is past the split
+    np.testing.assert_allclose(theta_a, theta_b, rtol=0, atol=1e-15)
+    for a, b in zip(state_a, state_b, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-15)
+    assert squares_a == pytest.approx(squares_b, rel=1e-12)
+    assert not np.array_equal(theta_a, net.theta)  # θ moved

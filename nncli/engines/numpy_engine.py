@@ -43,6 +43,9 @@ from nncli.optim.optimizers import Optimizer, UpdatePart, scaled_gradient
 
 CHUNK_ROWS = 2048
 MIN_ROWS_TO_SPLIT = 1024  # BLAS threads already share the products of a smaller step well
+# A smaller θ is updated on one thread: handing half of a pass over it to a helper thread (waking it, and
+# waiting for it) costs more than the half saves.
+MIN_ENTRIES_TO_SHARE_UPDATE = 1 << 20
 
 
 @functools.cache
@@ -174,6 +177,7 @@ class NumpyPasses:
 class RangeUpdate:
     """The update of θ after a step's gradient: θ cut into one range per thread that computed gradients;
     each range adds up the threads' gradients for its entries, then moves its part of θ by the optimizer.
+    θ of fewer than ``MIN_ENTRIES_TO_SHARE_UPDATE`` entries is one range.
 
     With ``clip_norm``, ‖D‖ over all of θ is needed before any range moves: the ranges first add up their
     gradients and their part of ‖κD‖², then G and decay are scaled by s = min(1, clip_norm / ‖D‖)."""
@@ -181,7 +185,8 @@ class RangeUpdate:
     def __init__(self, net: Network, optimizer: Optimizer, gradients, passes, pool, clip_norm) -> None:
         self.optimizer, self.passes, self.pool, self.clip_norm = optimizer, passes, pool, clip_norm
         self.parts = []
-        for span in even_spans(net.theta.size, len(gradients)):
+        ranges = len(gradients) if pool is not None and net.theta.size >= MIN_ENTRIES_TO_SHARE_UPDATE else 1
+        for span in even_spans(net.theta.size, ranges):
             n_weights = max(0, min(span.stop, net.n_regularized) - span.start)
             state = {name: array[span] for name, array in optimizer.state.items()}
             part = UpdatePart(
@@ -248,8 +253,9 @@ class ChunkedStep:
             shared.hold_blas_to_one_thread()
         gradients = shared.gradients(threads)
         self.workers = [_Worker(net, spans[t::threads], gradients[t]) for t in range(threads)]
-        # The update is shared only among threads that already share the rows: a single pass over θ is
-        # bound by memory, and handing half of it to a helper thread cost more than it saved.
+        # The update is shared only among threads that already share the rows, and only for a large θ
+        # (``RangeUpdate``): a pass over θ is bound by memory, and waking a helper thread for half of a
+        # small one costs more than the half.
         self.update = RangeUpdate(net, optimizer, gradients, passes, self.pool, clip_norm)
         kappa = optimizer.gradient_scale
         self.c = net.dtype.type(kappa / m)

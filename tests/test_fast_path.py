@@ -389,3 +389,19 @@ def test_the_update_is_shared_among_threads_only_for_a_large_theta_and_equals_on
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-15)
     assert squares_a == pytest.approx(squares_b, rel=1e-12)
     assert not np.array_equal(theta_a, net.theta)  # θ moved
+
+
+@pytest.mark.parametrize("output", ["sigmoid", "linear"])
+def test_the_chunked_path_with_one_output_unit_equals_plain_training_for_every_activation(output, engine):
+    """One unit above the last hidden layer: its error passes down as an outer product, which the compiled
+    passes make and scale by g′ row by row."""
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(40, 5))
+    Y = targets_for(output, rng, 40, 1)
+    for activation in sorted(ACTIVATIONS):
+        kwargs = dict(activation=activation, output=output, initializer="xavier", seed=6)
+        fast, plain = Network([5, 7, 4, 1], **kwargs), Network([5, 7, 4, 1], **kwargs)
+        settings = dict(alpha=0.1, lambda_=0.2, beta=0.9, batch="mini-batch", batch_size=16, epochs=3, seed=3)
+        trained_on("chunked", engine, fast, X, Y, **dict(settings))
+        straightforward_train(plain, X, Y, **settings)
+        np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)

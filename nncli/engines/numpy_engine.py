@@ -153,13 +153,17 @@ class NumpyPasses:
         X.take(rows, axis=0, out=X_rows, mode="clip")
         np.copyto(Y_columns, Y.take(rows, axis=0).T)
 
-    def activate(self, z: np.ndarray, scratch: np.ndarray, layer: int) -> None:
-        """z := g(z), g that of hidden layer ``layer`` (counted from 0)."""
+    def add_bias_and_activate(self, z: np.ndarray, b: np.ndarray, scratch: np.ndarray, layer: int) -> None:
+        """z := g(z + b) from the product z = Θ^(l) a^(l) (s, m) and the bias b (s,), g that of hidden layer
+        ``layer`` (counted from 0)."""
+        z += b[:, np.newaxis]
         self.activations[layer].g_inplace(z, scratch)
 
-    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray, layer: int) -> None:
-        """δ .*= g′(z), from a = g(z), g that of hidden layer ``layer``."""
-        self.activations[layer].scale_by_g_prime(delta, a, scratch)
+    def propagate_error(self, dense, delta, below, a, scratch, layer: int) -> None:
+        """δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g′(z^(l)) into ``below``, through the Dense layer ``dense`` (Θ^(l)),
+        from δ^(l+1) ``delta`` and a^(l) = g(z^(l)) ``a``, g that of hidden layer ``layer``."""
+        dense.propagate_columns(delta, below)
+        self.activations[layer].scale_by_g_prime(below, a, scratch)
 
     def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c: np.floating) -> float:
         """z^(L) := a^(L), δ^(L) := c·(a^(L) − y); returns the loss summed over the examples. z, Y and
@@ -305,8 +309,8 @@ class ChunkedStep:
         a = X_batch.T
         for index, layer in enumerate(layers[:-1]):
             z = activations[index]
-            layer.forward_columns(a, z)
-            passes.activate(z, scratch[index], index)
+            layer.product_columns(a, z)
+            passes.add_bias_and_activate(z, layer.b, scratch[index], index)
             a = z
         a_out, delta = activations[-1], deltas[-1]
         layers[-1].forward_columns(a, a_out)
@@ -320,8 +324,7 @@ class ChunkedStep:
             layer.gradient_sums_columns(delta, below_a, views[index], chunk.ones)
             if index > 0:
                 below = deltas[index - 1]
-                layer.propagate_columns(delta, below)
-                passes.scale_by_g_prime(below, below_a, scratch[index - 1], index - 1)
+                passes.propagate_error(layer, delta, below, below_a, scratch[index - 1], index - 1)
                 delta = below
         return loss, metric_sum
 

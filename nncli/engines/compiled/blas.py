@@ -49,7 +49,7 @@ from numba import prange, types
 from nncli.engines.compiled.jit import fast, threaded
 from nncli.engines.compiled.loops import batch_rows, parameter_starts
 from nncli.engines.compiled.products import gather_columns, gather_rows
-from nncli.engines.compiled.units import activate, output_and_delta, scale_by_g_prime, unit_codes
+from nncli.engines.compiled.units import activate, add_bias, output_and_delta, scale_by_g_prime, unit_codes
 from nncli.engines.compiled.updates import OPTIMIZER_CODES, apply_update, state_arrays, step_scalars
 from nncli.engines.numpy_engine import cost
 
@@ -167,13 +167,6 @@ def _view(work, at, rows, cols):
 
 
 @_serial
-def _add_bias(z, b):
-    for j in range(z.shape[0]):
-        for i in range(z.shape[1]):
-            z[j, i] += b[j]
-
-
-@_serial
 def _bias_momentum(delta, S_b, beta):
     """S_b := β S_b + Σ_i δ_i, δ (units, m)."""
     for j in range(delta.shape[0]):
@@ -270,7 +263,7 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
                 a = _view(work, places[level], s_in, m)
                 _gemm(_NO_TRANS, _NO_TRANS, hi - lo, m, s_in, _address(theta, w_at + lo * s_in), s_in,
                       a.ctypes.data, m, 0.0, z[lo:hi], m)  # fmt: skip
-            _add_bias(z[lo:hi], theta[b_at + lo : b_at + hi])
+            add_bias(z[lo:hi], theta[b_at + lo : b_at + hi])
             if level < layers - 1:
                 activate(z[lo:hi], hidden)
 

@@ -23,8 +23,10 @@ from nncli.engines.compiled.units import (
     HIDDEN_CODES,
     OUTPUT_CODES,
     activate,
+    add_bias,
     knows_units,
     output_and_delta,
+    propagate_one_unit,
     scale_by_g_prime,
     unit_codes,
 )
@@ -171,11 +173,16 @@ class CompiledPasses:
         gather_rows(X, rows, X_rows)
         gather_columns(Y, rows, Y_columns)
 
-    def activate(self, z: np.ndarray, scratch: np.ndarray, layer: int) -> None:
+    def add_bias_and_activate(self, z: np.ndarray, b: np.ndarray, scratch: np.ndarray, layer: int) -> None:
+        add_bias(z, b)
         activate(z, self.hidden)
 
-    def scale_by_g_prime(self, delta: np.ndarray, a: np.ndarray, scratch: np.ndarray, layer: int) -> None:
-        scale_by_g_prime(delta, a, self.hidden)
+    def propagate_error(self, dense, delta, below, a, scratch, layer: int) -> None:
+        if delta.shape[0] == 1:  # one unit above: an outer product, scaled by g′ as it is made
+            propagate_one_unit(dense.W[0], delta[0], below, a, self.hidden)
+        else:
+            dense.propagate_columns(delta, below)
+            scale_by_g_prime(below, a, self.hidden)
 
     def output_and_delta(self, z: np.ndarray, Y: np.ndarray, delta: np.ndarray, c) -> float:
         columns = (1, *z.shape)  # (K, m) as the kernel's (groups, K, inner)

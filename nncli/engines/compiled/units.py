@@ -3,7 +3,10 @@
 - activate:         a = g(z) in place, with the formulas of ``nncli.model.activations``:
                     σ(z) = 1 / (1 + e^(−z)), tanh(z) = 1 − 2 / (e^(2z) + 1), relu max(0, z), leaky relu
                     max(z, 0.01 z);
+- add_bias:         z^(l+1) := Θ^(l) a^(l) + b^(l) from the product, examples as columns;
 - scale_by_g_prime: δ^(l) .*= g′(z^(l)), g′ written from a^(l) = g(z^(l));
+- propagate_one_unit: δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g′(z^(l)) where layer l + 1 has one unit (an outer
+                    product), a row at a time;
 - output_and_delta: a^(L) and the loss from z^(L) (``nncli.model.losses``), δ^(L) = c·(a^(L) − y), for a
                     scale c the caller chooses (its optimizer's, ``nncli.optim``).
 
@@ -158,6 +161,26 @@ def activate(z, code):
         for p in range(flat.size):
             if flat[p] < 0:
                 flat[p] *= slope
+
+
+@fast
+def add_bias(z, b):
+    """z := z + b, b (s,) added to every column of z (s, m): one column per example."""
+    for j in range(z.shape[0]):
+        for i in range(z.shape[1]):
+            z[j, i] += b[j]
+
+
+@fast
+def propagate_one_unit(w, delta, below, a, code):
+    """δ^(l) = (Θ^(l))ᵀ δ^(l+1) .* g′(z^(l)) into ``below`` (s_l, m), for Θ^(l) of one row w (s_l,) and
+    δ^(l+1) (m,): row j is w_j δ^(l+1) .* g′, made and scaled while it is in the first-level cache."""
+    for j in range(below.shape[0]):
+        row = below[j]
+        weight = w[j]
+        for i in range(row.size):
+            row[i] = weight * delta[i]
+        scale_by_g_prime(row, a[j], code)
 
 
 @fast

@@ -1,7 +1,8 @@
 """The fully connected layer: every unit of a^(l+1) reads every value of a^(l) through its own weight.
 
 Besides the ``Layer`` protocol's row forms, a dense layer has the training loop's forms
-``forward_columns(a, out)``, ``gradient_sums_columns(delta, a, outs, ones)`` and
+``forward_columns(a, out)`` (or ``product_columns(a, out)``, the same without the bias, for a caller that
+adds it in a pass of its own), ``gradient_sums_columns(delta, a, outs, ones)`` and
 ``propagate_columns(delta, out)``, which compute the same into preallocated arrays with examples as columns:
 a^(l) is (s_l, m), the lecture's layout of a batch, column i being a^(l) of example i. OpenBLAS runs some of
 a mini-batch's products faster in that layout (``docs/performance.md``).
@@ -86,8 +87,12 @@ class Dense(Layer):
 
     def forward_columns(self, a: np.ndarray, out: np.ndarray) -> None:
         """z^(l+1) = W a^(l) + b, (s_l, m) -> (s_{l+1}, m), into out."""
-        np.matmul(self.W, a, out=out)
+        self.product_columns(a, out)
         out += self.b_column
+
+    def product_columns(self, a: np.ndarray, out: np.ndarray) -> None:
+        """W a^(l), (s_l, m) -> (s_{l+1}, m), into out: z^(l+1) before its bias b is added."""
+        np.matmul(self.W, a, out=out)
 
     def gradient_sums_columns(
         self, delta: np.ndarray, a: np.ndarray, outs: list[np.ndarray], ones: np.ndarray

@@ -55,11 +55,11 @@ def blas_description() -> str:
 LIMIT = "GEMM limit"
 
 
-def measure(workload, dtype, optimizer: str, reps: int) -> tuple[dict[str, float], dict[str, float]]:
-    """(median seconds per epoch of each contender and of the GEMM limit, median ratio of each contender to
-    the limit). Repetitions are interleaved, and each measures the limit again beside the contenders: this
-    shared machine's speed drifts by tens of percent within minutes, so a ratio is only meaningful between
-    times taken together."""
+def measure(workload, dtype, optimizer: str, reps: int) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """(median seconds per epoch of each contender and of the GEMM limit, each repetition's ratio of each
+    contender to the limit). Repetitions are interleaved, and each measures the limit again beside the
+    contenders: this shared machine's speed drifts by tens of percent within minutes, so a ratio is only
+    meaningful between times taken together."""
     runs = {name: prepare(workload, dtype, optimizer) for name, prepare in CONTENDERS.items()}
     runs = {name: run for name, run in runs.items() if run is not None}
     epochs = {}
@@ -79,11 +79,10 @@ def measure(workload, dtype, optimizer: str, reps: int) -> tuple[dict[str, float
         time.sleep(SETTLE_SECONDS)
         samples[LIMIT].append(gemm_limit(workload, dtype))
     medians = {name: statistics.median(values) for name, values in samples.items()}
-    to_limit = {
-        name: statistics.median(s / limit for s, limit in zip(samples[name], samples[LIMIT], strict=True))
-        for name in runs
+    ratios = {
+        name: [s / limit for s, limit in zip(samples[name], samples[LIMIT], strict=True)] for name in runs
     }
-    return medians, to_limit
+    return medians, ratios
 
 
 def main() -> None:
@@ -96,7 +95,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {platform.machine()}, {cores} cores, numpy {np.__version__}")
     print(blas_description())
-    columns = f"{'contender':13} {'s/epoch':>10} {'÷ nncli':>8} {'÷ GEMM limit':>13}"
+    # the last column: the lowest and highest of the repetitions' ratios, whose median the one before gives
+    columns = f"{'contender':13} {'s/epoch':>10} {'÷ nncli':>8} {'÷ GEMM limit':>13} {'range':>11}"
     header = f"{'':4} {'dtype':7} {'optimizer':9} {columns}"
     print()
     print(header)
@@ -106,12 +106,14 @@ def main() -> None:
             if workload.name not in args.only:
                 continue
             for dtype in (np.float64, np.float32):
-                medians, to_limit = measure(workload, dtype, optimizer, args.reps)
+                medians, ratios = measure(workload, dtype, optimizer, args.reps)
                 base = medians["nncli"]
                 where = f"{workload.name:4} {np.dtype(dtype).name:7} {optimizer:9}"
-                for name, ratio in to_limit.items():
+                for name, each in ratios.items():
+                    spread = f"{min(each):.2f}–{max(each):.2f}"
                     print(
-                        f"{where} {name:13} {medians[name]:10.4f} {medians[name] / base:8.2f} {ratio:13.2f}"
+                        f"{where} {name:13} {medians[name]:10.4f} {medians[name] / base:8.2f}"
+                        f" {statistics.median(each):13.2f} {spread:>11}"
                     )
                 print(f"{where} {LIMIT:13} {medians[LIMIT]:10.4f}")
                 sys.stdout.flush()

@@ -1,6 +1,7 @@
 """Every step path of the registry gives the same weights as training written plainly, for every
 activation, output, optimizer and batch mode; and the paths' own particulars (examples, chunks, threads)."""
 
+import itertools
 import os
 
 import numpy as np
@@ -405,3 +406,23 @@ def test_the_chunked_path_with_one_output_unit_equals_plain_training_for_every_a
         trained_on("chunked", engine, fast, X, Y, **dict(settings))
         straightforward_train(plain, X, Y, **settings)
         np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+
+
+def test_a_chunked_step_is_cut_into_chunks_of_the_same_bytes_in_either_precision_and_as_many_per_thread():
+    from nncli.engines.numpy_engine import CHUNK_ROWS, MIN_ROWS_TO_SPLIT, chunk_spans
+
+    def sizes(spans):
+        return [span.stop - span.start for span in spans]
+
+    spans, threads = chunk_spans(20000, 8, 2)  # W3 in float64: ten chunks of 2,000 rows, five a thread
+    assert threads == 2 and sizes(spans) == [2000] * 10
+    spans, threads = chunk_spans(20000, 4, 2)  # float32: five chunks of twice the rows, made six
+    assert threads == 2 and sizes(spans) == [3333, 3334, 3333, 3333, 3334, 3333]
+    assert max(sizes(chunk_spans(10**6, 4, 3)[0])) <= 2 * CHUNK_ROWS
+    spans, threads = chunk_spans(3 * CHUNK_ROWS, 8, 2)  # three chunks' rows on two threads: four chunks
+    assert threads == 2 and len(spans) == 4 and sum(sizes(spans)) == 3 * CHUNK_ROWS
+    assert chunk_spans(MIN_ROWS_TO_SPLIT - 1, 8, 2)[1] == 1  # a small step stays on one thread
+    for m, cores in [(1, 2), (1500, 2), (4500, 3), (9000, 4), (20001, 2)]:
+        spans, threads = chunk_spans(m, 8, cores)
+        assert sum(sizes(spans)) == m and spans[0].start == 0 and len(spans) % threads == 0
+        assert all(a.stop == b.start for a, b in itertools.pairwise(spans))

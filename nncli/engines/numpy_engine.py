@@ -12,11 +12,12 @@ D = Δ/m + (λ/m) Θ and moves Θ by it. This one computes the same with fewer p
   transposed;
 - it updates the flat parameter vector θ at once, range by range (``RangeUpdate``).
 
-A step of many rows is cut into chunks of at most ``CHUNK_ROWS`` consecutive rows, so that a chunk's
-activations and errors stay in the processor's cache, and the chunks are shared out among threads (NumPy
-and BLAS release the GIL). Each thread adds its chunks' gradient sums into its own vector; the vectors are
-added — the batch gradient is a sum over examples — and the update runs over separate ranges of θ on the
-same threads. This keeps every core busy through the element-wise work that BLAS alone leaves on one.
+A step of many rows is cut into chunks of at most ``CHUNK_ROWS`` consecutive rows of float64 (the same
+bytes of float32), so that a chunk's activations and errors stay in the processor's cache, and the chunks
+are shared out among threads, as many for each (NumPy and BLAS release the GIL). Each thread adds its
+chunks' gradient sums into its own vector; the vectors are added — the batch gradient is a sum over
+examples — and the update moves θ, a large θ in separate ranges on the same threads. This keeps every core
+busy through the element-wise work that BLAS alone leaves on one.
 
 Everything of a step but its products goes through a ``passes`` object: ``NumpyPasses`` (NumPy calls) on
 the ``numpy`` engine, ``nncli.engines.compiled.loops.CompiledPasses`` (one compiled pass each) on the
@@ -41,7 +42,7 @@ from nncli.model.network import Network
 from nncli.optim.clipping import clip_factor
 from nncli.optim.optimizers import Optimizer, UpdatePart, scaled_gradient
 
-CHUNK_ROWS = 2048
+CHUNK_ROWS = 2048  # of float64; a float32 chunk holds twice the rows, the same bytes
 MIN_ROWS_TO_SPLIT = 1024  # BLAS threads already share the products of a smaller step well
 # A smaller θ is updated on one thread: handing half of a pass over it to a helper thread (waking it, and
 # waiting for it) costs more than the half saves.
@@ -239,6 +240,15 @@ class RangeUpdate:
         return self.passes.update(self.optimizer, entry[0], alpha, decay)
 
 
+def chunk_spans(m: int, itemsize: int, cores: int) -> tuple[list[slice], int]:
+    """(the chunks of a step of m rows, the threads that share them): chunks of at most ``CHUNK_ROWS`` rows
+    of float64 (as many bytes of another precision), as many for each thread, on up to ``cores`` threads
+    for a step of ``MIN_ROWS_TO_SPLIT`` rows or more."""
+    count = -(-m // (CHUNK_ROWS * 8 // itemsize))
+    threads = min(cores, count) if m >= MIN_ROWS_TO_SPLIT else 1
+    return even_spans(m, -(-count // threads) * threads), threads
+
+
 class ChunkedStep:
     """Steps of m rows on ``net``: the threads' chunks of rows and their buffers, and the update's ranges,
     made once. ``run`` takes one step with learning rate α. ``shared`` gives the run's gradient vectors,
@@ -250,8 +260,7 @@ class ChunkedStep:
     ) -> None:  # fmt: skip
         self.net, self.optimizer, self.lambda_, self.metric = net, optimizer, lambda_, metric
         self.passes, self.m = passes, m
-        spans = even_spans(m, -(-m // CHUNK_ROWS))
-        threads = min(cores, len(spans)) if m >= MIN_ROWS_TO_SPLIT else 1
+        spans, threads = chunk_spans(m, net.dtype.itemsize, cores)
         self.pool = shared.pool() if threads > 1 else None
         if threads > 1:
             shared.hold_blas_to_one_thread()

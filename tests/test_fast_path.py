@@ -365,14 +365,14 @@ def test_the_update_is_shared_among_threads_only_for_a_large_theta_and_equals_on
     sizes, clip_norm, optimizer, engine
 ):
     """Two threads' gradients, added and applied over θ in one range or in two: the same θ and state."""
-    from nncli.engines.numpy_engine import MIN_ENTRIES_TO_SHARE_UPDATE, RangeUpdate, shared_pool
+    from nncli.engines.numpy_engine import MIN_ENTRIES_TO_SHARE_UPDATE, NumpyPasses, RangeUpdate, shared_pool
 
     net = Network(sizes, activation="tanh", seed=0)
     rng = np.random.default_rng(1)
     gradients = [rng.normal(size=net.theta.size) * 1e-3 for _ in range(2)]
     shared_count = 2 if net.theta.size >= MIN_ENTRIES_TO_SHARE_UPDATE else 1
-    context = StepContext(net, None, engine, clip_norm, 2)
-    passes = nncli.engines.registry._Shared(context).passes
+    kernels = nncli.engines.registry.kernels()
+    passes = kernels.CompiledPasses(net) if engine == "compiled" else NumpyPasses(net)
     results = []
     for pool, ranges in ((shared_pool(1), shared_count), (None, 1)):
         optimizer_ = make_optimizer(optimizer, net.theta.size, net.dtype, 0.9, 0.999, 1e-8)

@@ -97,16 +97,18 @@ def chosen(sizes, m, engine="compiled", cores=2, optimizer="momentum", clip_norm
 
 def test_the_registry_picks_a_path_by_engine_optimizer_clipping_and_the_work():
     """By m × weights on the compiled engine: the loops, then BLAS's gemm on one thread, then shared among
-    the cores for fewer than MIN_ROWS_TO_SPLIT rows, the chunked path for more; the example path for one
-    row on the numpy engine, and the chunked path for whatever no faster path runs."""
+    the cores by units for fewer than MIN_ROWS_TO_SPLIT rows, by chunks of rows for more; the example path
+    for one row on the numpy engine, and the chunked path for whatever no faster path runs."""
     small, wide = [4, 5, 3], [100, 1200, 10]  # 35 and 132,000 weights
     assert chosen(small, 8) == "compiled-loops"  # work 280
-    blas = engines.blas_kernels(1) is not None
+    blas = engines.gemm_steps(1)
     assert chosen(small, 300) == ("compiled-blas" if blas else "compiled-loops")  # work 10,500
-    threaded = engines.blas_kernels(2) is not None
+    threaded = engines.gemm_steps(2)
     assert chosen(wide, 16) == ("compiled-blas-threaded" if threaded else "chunked")  # work 2.1 M
     assert chosen(wide, 16, cores=1) == "chunked"
-    assert chosen(wide, 1024) == "chunked"  # BLAS's threads share a step of many rows
+    assert chosen(wide, 1024) == ("compiled-blas-chunks" if threaded else "chunked")  # work 135 M
+    assert chosen(wide, 1024, cores=1) == "chunked"
+    assert chosen(wide, 1024, clip_norm=1.0) == "chunked"
     assert chosen(small, 1, engine="numpy") == "example"
     assert chosen(small, 8, engine="numpy") == "chunked"
     assert chosen(small, 8, clip_norm=1.0) == "chunked"

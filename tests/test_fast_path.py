@@ -18,7 +18,7 @@ from nncli.optim.batches import BATCH_MODES, epoch_batches
 from nncli.optim.optimizers import OPTIMIZERS, make_optimizer
 from nncli.training.loop import Trainer
 
-NO_BLAS_STEP = "nncli.engines.compiled.blas cannot run here (no 64-bit OpenBLAS gemm)"
+NO_BLAS_STEP = "the compiled BLAS steps cannot run here (no 64-bit OpenBLAS gemm)"
 NO_THREADED_STEP = "the BLAS step cannot share a step here (no 64-bit OpenBLAS gemm, or one numba thread)"
 # Each path on the engines it belongs to (the example path is the numpy engine's; the compiled paths need
 # numba); a path that cannot run a case here (no 64-bit OpenBLAS gemm, one numba thread) is skipped.
@@ -26,6 +26,7 @@ ROUTES = [
     ("compiled-loops", "compiled"),
     ("compiled-blas", "compiled"),
     ("compiled-blas-threaded", "compiled"),
+    ("compiled-blas-chunks", "compiled"),
     ("example", "numpy"),
     ("chunked", "numpy"),
     ("chunked", "compiled"),
@@ -265,7 +266,7 @@ def test_the_column_forms_of_a_layer_are_the_row_forms_transposed(s_in, s_out, m
     np.testing.assert_allclose(below, layer.propagate(delta).T, rtol=1e-14, atol=1e-14)
 
 
-needs_threaded = pytest.mark.skipif(nncli.engines.registry.blas_kernels(2) is None, reason=NO_THREADED_STEP)
+needs_threaded = pytest.mark.skipif(not nncli.engines.registry.gemm_steps(2), reason=NO_THREADED_STEP)
 
 
 @pytest.mark.parametrize("sizes", [[7, 9, 5, 3], [7, 1, 4], [7, 3, 1]])
@@ -276,7 +277,7 @@ def test_the_blas_step_shares_units_among_threads_and_equals_the_straightforward
 ):
     """Layers of one unit leave a thread no share of them; the step still equals the plain one, on one
     thread or two."""
-    if nncli.engines.registry.blas_kernels(threads) is None:
+    if not nncli.engines.registry.gemm_steps(threads):
         pytest.skip(NO_THREADED_STEP if threads > 1 else NO_BLAS_STEP)
     from nncli.engines.compiled import blas as blas_step
 
@@ -311,7 +312,7 @@ def _train_wide(X, Y, queue=None):
     settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch="mini-batch", batch_size=64)
     try:
         # where the threaded path can run, force it; elsewhere (a forked child) let the registry choose
-        threaded = nncli.engines.registry.blas_kernels(2) is not None
+        threaded = nncli.engines.registry.gemm_steps(2)
         path = "compiled-blas-threaded" if threaded else "compiled-blas"
         Trainer(net, X, Y, **settings, engine="compiled", path=path, cores=2).run(2)
     finally:
@@ -349,13 +350,13 @@ def test_the_threaded_step_runs_only_on_a_threading_layer_that_threads_may_share
     """numba's workqueue layer aborts the process when two threads run parallel code at once."""
     import numba
 
-    from nncli.engines.compiled import blas as blas_step
+    from nncli.engines.compiled import cblas
 
     monkeypatch.setattr(numba.config, "THREADING_LAYER", setting)
-    expected = blas_step._layer_importable("omp") if usable is None else usable
-    assert blas_step.threads_usable() == (expected and numba.config.NUMBA_NUM_THREADS > 1)
+    expected = cblas.layer_importable("omp") if usable is None else usable
+    assert cblas.threads_usable() == (expected and numba.config.NUMBA_NUM_THREADS > 1)
     if not expected:
-        assert nncli.engines.registry.blas_kernels(2) is None
+        assert not nncli.engines.registry.gemm_steps(2)
 
 
 @pytest.mark.parametrize("optimizer", ["momentum", "adam"])
@@ -426,3 +427,59 @@ def test_a_chunked_step_is_cut_into_chunks_of_the_same_bytes_in_either_precision
         spans, threads = chunk_spans(m, 8, cores)
         assert sum(sizes(spans)) == m and spans[0].start == 0 and len(spans) % threads == 0
         assert all(a.stop == b.start for a, b in itertools.pairwise(spans))
+
+
+@needs_threaded
+@pytest.mark.parametrize("order", ["C", "F"])  # a C-ordered X is read where it lies, another gathered
+@pytest.mark.parametrize(("batch", "batch_size"), [("batch", 1), ("mini-batch", 2500)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_chunks_step_shares_chunks_of_rows_among_threads_and_equals_the_chunked_path(
+    dtype, batch, batch_size, order
+):
+    """Several chunks on each of two threads, each thread's sums added into its own gradient: the same θ,
+    J and accuracy as the chunked path's, and the same bytes again on a second run."""
+    from nncli.model.metrics import ACCURACY
+
+    rng = np.random.default_rng(3)
+    X = np.asarray(rng.normal(size=(9000, 6)), dtype=dtype, order=order)
+    Y = np.eye(3, dtype=dtype)[rng.integers(0, 3, 9000)]
+    settings = dict(alpha=0.1, lambda_=0.5, beta=0.9, batch=batch, batch_size=batch_size, seed=0)
+    settings.update(metric=ACCURACY, engine="compiled", cores=2, optimizer="adam")
+    results = []
+    for path in ("compiled-blas-chunks", "compiled-blas-chunks", "chunked"):
+        net = Network([6, 9, 3], activation="tanh", output="softmax", seed=5, dtype=dtype)
+        trainer = Trainer(net, X, Y, **settings, path=path)
+        history = trainer.run(3)
+        assert set(trainer.stepper.paths.values()) == {path}
+        results.append((net.theta.copy(), history))
+    (theta, history), (again, _), (chunked, chunked_history) = results
+    assert theta.tobytes() == again.tobytes()  # deterministic for a given number of threads
+    tolerance = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(theta, chunked, rtol=0, atol=tolerance)
+    for mine, theirs in zip(history, chunked_history, strict=True):
+        assert mine.train_cost == pytest.approx(theirs.train_cost, rel=tolerance)
+        assert mine.train_metric == theirs.train_metric
+    assert 0.3 < history[-1].train_metric < 1.0
+
+
+@needs_threaded
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_the_chunks_step_moves_a_large_theta_in_one_range_per_thread_and_equals_plain_training(optimizer):
+    from nncli.engines.compiled.blas_chunks import ChunkStep
+    from nncli.engines.numpy_engine import MIN_ENTRIES_TO_SHARE_UPDATE
+
+    rng = np.random.default_rng(2)
+    X, Y = rng.normal(size=(2100, 1100)), np.eye(3)[rng.integers(0, 3, 2100)]  # two chunks, two threads
+    fast, plain = (Network([1100, 960, 3], activation="relu", seed=1) for _ in range(2))
+    assert fast.theta.size >= MIN_ENTRIES_TO_SHARE_UPDATE
+    steps = []
+    run = ChunkStep.run
+    settings = dict(alpha=0.01, lambda_=0.3, beta=0.9, batch="batch", batch_size=1, seed=0, epochs=2)
+    try:
+        ChunkStep.run = lambda self, *a: steps.append(self) or run(self, *a)
+        trained_on("compiled-blas-chunks", "compiled", fast, X, Y, optimizer=optimizer, **settings)
+    finally:
+        ChunkStep.run = run
+    assert len(steps) == 2 and len(steps[0].ranges) == 3  # two ranges, one for each thread
+    straightforward_train(plain, X, Y, optimizer=optimizer, **settings)
+    np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)

@@ -21,6 +21,9 @@ one path wherever it can run, so that tests hold every path to the general one:
   or Adam, no clipping.
 - ``compiled-blas-threaded``: the same, its units shared among numba's threads, for larger mini-batches of
   fewer than ``MIN_ROWS_TO_SPLIT`` rows on more than one core.
+- ``compiled-blas-chunks``: one compiled call for a step of ``MIN_ROWS_TO_SPLIT`` rows or more on more than
+  one core (``nncli.engines.compiled.blas_chunks``): the chunked path's chunks of rows shared among numba's
+  threads, gemm on each, with no Python between them; momentum, Nesterov or Adam, no clipping.
 - ``compiled-images``: networks with convolution or max pooling layers, on the ``compiled`` engine
   (``nncli.engines.image_step``): each convolution as three large products over the whole batch around
   compiled im2col and its fold, max pooling compiled, every other layer through its own forms, a large
@@ -81,14 +84,14 @@ def kernels():
     return compiled if compiled.usable() else None
 
 
-def blas_kernels(threads: int = 1):
-    """``nncli.engines.compiled.blas`` where ``kernels`` is available and its step can run on ``threads``
-    threads (``nncli.engines.compiled.blas.available``), else None."""
+def gemm_steps(threads: int = 1) -> bool:
+    """Whether ``kernels`` is available and its steps that call BLAS's gemm can run on ``threads`` threads
+    here (``nncli.engines.compiled.cblas.available``)."""
     if kernels() is None:
-        return None
-    from nncli.engines.compiled import blas
+        return False
+    from nncli.engines.compiled import cblas
 
-    return blas if blas.available(threads) else None
+    return cblas.available(threads)
 
 
 def required_kernels():
@@ -169,21 +172,28 @@ def _compiled_fused(ctx: StepContext, m: int) -> bool:
 
 
 def _blas_runs(threads: Callable[[StepContext], int]):
-    return lambda ctx, m: _compiled_fused(ctx, m) and blas_kernels(threads(ctx)) is not None
+    return lambda ctx, m: _compiled_fused(ctx, m) and gemm_steps(threads(ctx))
 
 
 def _loops_cheapest(ctx: StepContext, m: int) -> bool:
     # past LOOPS_MAX_WORK gemm wins, where the BLAS step can run at all
     work = ctx.work(m)
-    return work <= LOOPS_MAX_WORK or (work <= COMPILED_MAX_WORK and blas_kernels(1) is None)
+    return work <= LOOPS_MAX_WORK or (work <= COMPILED_MAX_WORK and not gemm_steps(1))
+
+
+def _many_rows(m: int) -> bool:
+    from nncli.engines.numpy_engine import MIN_ROWS_TO_SPLIT
+
+    return m >= MIN_ROWS_TO_SPLIT
 
 
 def _threaded_cheapest(ctx: StepContext, m: int) -> bool:
-    from nncli.engines.numpy_engine import MIN_ROWS_TO_SPLIT
+    # a step of many rows is shared among the cores by its rows (compiled-blas-chunks, chunked)
+    return ctx.work(m) > COMPILED_MAX_WORK and not _many_rows(m) and ctx.cores > 1
 
-    # BLAS's own threads share the products of a step of many rows well enough, and the chunked path
-    # shares the rest among the cores
-    return ctx.work(m) > COMPILED_MAX_WORK and m < MIN_ROWS_TO_SPLIT and ctx.cores > 1
+
+def _chunks_cheapest(ctx: StepContext, m: int) -> bool:
+    return ctx.work(m) > COMPILED_MAX_WORK and _many_rows(m) and ctx.cores > 1
 
 
 def _example_runs(ctx: StepContext, m: int) -> bool:
@@ -198,12 +208,20 @@ def _build_loops(ctx, lambda_, metric, m, shared):
 
 def _build_blas(threads: Callable[[StepContext], int]):
     def build(ctx, lambda_, metric, m, shared):
+        from nncli.engines.compiled import blas
+
         shared.hold_blas_to_one_thread()
-        kernels = blas_kernels(threads(ctx))
         gradient = shared.gradients(1)[0]
-        return kernels.BlasStep(ctx.net, ctx.optimizer, lambda_, metric, m, threads(ctx), gradient)
+        return blas.BlasStep(ctx.net, ctx.optimizer, lambda_, metric, m, threads(ctx), gradient)
 
     return build
+
+
+def _build_chunks(ctx, lambda_, metric, m, shared):
+    from nncli.engines.compiled import blas_chunks
+
+    shared.hold_blas_to_one_thread()
+    return blas_chunks.ChunkStep(ctx.net, ctx.optimizer, lambda_, metric, m, ctx.cores)
 
 
 def _build_example(ctx, lambda_, metric, m, shared):
@@ -270,6 +288,7 @@ PATHS = (
         _threaded_cheapest,
         _build_blas(lambda ctx: ctx.cores),
     ),
+    Path("compiled-blas-chunks", _blas_runs(lambda ctx: ctx.cores), _chunks_cheapest, _build_chunks),
     Path("compiled-images", _images_runs, lambda ctx, m: True, _build_images),
     Path("example", _example_runs, lambda ctx, m: ctx.engine == "numpy", _build_example),
     Path("chunked", _dense_stack, lambda ctx, m: True, _build_chunked),

@@ -27,153 +27,28 @@ cache from its gradient to its update. Each thread's BLAS calls run on that thre
 of ``nncli.engines.numpy_engine``, with c = α(1 − β)/m, S = α V; the tests hold the result to the
 straightforward step's within 1e-12 in float64. It is deterministic for a given number of threads.
 
-BLAS is called directly, as ``cblas_?gemm`` of the OpenBLAS that NumPy loaded (64-bit integers), found by
-name: elsewhere (another BLAS, or NumPy built against a 32-bit one) ``available`` is False and the step keeps
-``nncli.engines.compiled``'s loops or ``nncli.engines.numpy_engine``'s path. A process forked from one that
-has run the threaded step runs the serial one only (GNU OpenMP's threads do not survive a fork).
+BLAS is called through ``nncli.engines.compiled.cblas``, where ``available`` says whether this process can:
+elsewhere the registry keeps to ``nncli.engines.compiled``'s loops or ``nncli.engines.numpy_engine``'s path.
+A process forked from one that has run the threaded step runs the serial one only.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
-import importlib
-import os
 import types as pytypes
 
-import llvmlite.binding as llvm
 import numba
 import numpy as np
-from numba import prange, types
+from numba import prange
 
+from nncli.engines.compiled.cblas import NO_TRANS, TRANS, address, available, gemm, view
 from nncli.engines.compiled.jit import fast, threaded
 from nncli.engines.compiled.loops import batch_rows, parameter_starts
-from nncli.engines.compiled.products import gather_columns, gather_rows
+from nncli.engines.compiled.products import bias_sums, gather_columns, gather_rows
 from nncli.engines.compiled.units import activate, add_bias, output_and_delta, scale_by_g_prime, unit_codes
 from nncli.engines.compiled.updates import OPTIMIZER_CODES, apply_update, state_arrays, step_scalars
 from nncli.engines.numpy_engine import cost
 
-# The CBLAS calls of OpenBLAS's 64-bit-integer builds, as NumPy's wheels name them (scipy-openblas) and as
-# plain builds do.
-_GEMM_NAMES = {
-    "d": ("scipy_cblas_dgemm64_", "cblas_dgemm64_"),
-    "s": ("scipy_cblas_sgemm64_", "cblas_sgemm64_"),
-}
-_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
-# Pointers are passed as integers of their size: the calling convention is the same.
-_i32, _i64, _p = types.int32, types.int64, types.uintp
-_dgemm = types.ExternalFunction(
-    "nncli_dgemm", types.void(_i32, _i32, _i32, _i64, _i64, _i64, types.float64, _p, _i64, _p, _i64,
-                              types.float64, _p, _i64)
-)  # fmt: skip
-_sgemm = types.ExternalFunction(
-    "nncli_sgemm", types.void(_i32, _i32, _i32, _i64, _i64, _i64, types.float32, _p, _i64, _p, _i64,
-                              types.float32, _p, _i64)
-)  # fmt: skip
-
-_forked = False
-
-
-def _after_fork() -> None:
-    global _forked
-    _forked = True
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork)
-
-
-@functools.cache
-def _gemm_found() -> bool:
-    """Find NumPy's OpenBLAS gemm calls and give their addresses to numba's linker, once."""
-    from threadpoolctl import threadpool_info
-
-    for library in threadpool_info():
-        if library.get("internal_api") != "openblas":
-            continue
-        try:
-            handle = ctypes.CDLL(library["filepath"])
-        except OSError:
-            continue
-        addresses = {}
-        for kind, names in _GEMM_NAMES.items():
-            for name in names:
-                if hasattr(handle, name):
-                    addresses[kind] = ctypes.cast(getattr(handle, name), ctypes.c_void_p).value
-                    break
-        if len(addresses) == 2:
-            llvm.add_symbol("nncli_dgemm", addresses["d"])
-            llvm.add_symbol("nncli_sgemm", addresses["s"])
-            return True
-    return False
-
-
-# numba's threading layers that more than one Python thread may run parallel code on at once, by the
-# setting that picks them (its workqueue layer aborts the process instead, and is slow to start a loop)
-_LAYERS_BY_SETTING = {
-    "default": ("tbb", "omp"),
-    "threadsafe": ("tbb", "omp"),
-    "omp": ("omp",),
-    "tbb": ("tbb",),
-    "safe": ("tbb",),
-}
-
-
-@functools.cache
-def _layer_importable(layer: str) -> bool:
-    try:
-        importlib.import_module(f"numba.np.ufunc.{layer}pool")
-    except Exception:  # numba reports a layer it cannot load with errors of several kinds
-        return False
-    return True
-
-
-def threads_usable() -> bool:
-    """Whether numba's threads run on OpenMP or TBB (the layer its setting picks), more than one."""
-    layers = _LAYERS_BY_SETTING.get(str(numba.config.THREADING_LAYER).lower(), ())
-    return any(_layer_importable(layer) for layer in layers) and numba.config.NUMBA_NUM_THREADS > 1
-
-
-def available(threads: int = 1) -> bool:
-    """Whether this process can run ``BlasStep`` on ``threads`` threads: the gemm calls found and, for
-    more than one thread, numba's threads usable in a process not forked from one that ran them."""
-    return _gemm_found() and (threads == 1 or (not _forked and threads_usable()))
-
-
 _threaded, _serial = threaded, fast
-
-
-@_serial
-def _gemm(trans_a, trans_b, rows, cols, inner, A, lda, B, ldb, beta, C, ldc):
-    """C := A·B + β C through BLAS (row major; A, B, C are addresses, op(A) rows × inner)."""
-    if rows == 0:
-        return
-    if C.itemsize == 4:
-        _sgemm(_ROW_MAJOR, trans_a, trans_b, rows, cols, inner, np.float32(1.0), A, lda, B, ldb,
-               np.float32(beta), C.ctypes.data, ldc)  # fmt: skip
-    else:
-        _dgemm(_ROW_MAJOR, trans_a, trans_b, rows, cols, inner, 1.0, A, lda, B, ldb, beta, C.ctypes.data, ldc)
-
-
-@_serial
-def _address(array, offset):
-    """The address of array's flat entry ``offset``."""
-    return array.ctypes.data + np.uint64(offset * array.itemsize)
-
-
-@_serial
-def _view(work, at, rows, cols):
-    return work[at : at + rows * cols].reshape((rows, cols))
-
-
-@_serial
-def _bias_momentum(delta, S_b, beta):
-    """S_b := β S_b + Σ_i δ_i, δ (units, m)."""
-    for j in range(delta.shape[0]):
-        total = delta.dtype.type(0.0)
-        for i in range(delta.shape[1]):
-            total += delta[j, i]
-        S_b[j] = beta * S_b[j] + total
 
 
 @_serial
@@ -240,8 +115,8 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
     rows_updated = code == 0 or threads > 1
     n = sizes[1]
     K = sizes[layers + 1]
-    X_rows = _view(work, places[0], m, n)
-    Y_batch = _view(work, places[layers + 1], K, m)
+    X_rows = view(work, places[0], m, n)
+    Y_batch = view(work, places[layers + 1], K, m)
 
     for t in prange(threads):  # the batch's rows
         lo, hi = shares[0, t], shares[0, t + 1]
@@ -253,22 +128,22 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
     for level in range(layers):  # FP
         s_in, s_out = sizes[level + 1], sizes[level + 2]
         w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
-        z = _view(work, places[level + 1], s_out, m)
+        z = view(work, places[level + 1], s_out, m)
         for t in prange(threads):
             lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
             if level == 0:  # a^(1) is the gathered rows, read transposed
-                _gemm(_NO_TRANS, _TRANS, hi - lo, m, s_in, _address(theta, w_at + lo * s_in), s_in,
+                gemm(NO_TRANS, TRANS, hi - lo, m, s_in, address(theta, w_at + lo * s_in), s_in,
                       X_rows.ctypes.data, n, 0.0, z[lo:hi], m)  # fmt: skip
             else:
-                a = _view(work, places[level], s_in, m)
-                _gemm(_NO_TRANS, _NO_TRANS, hi - lo, m, s_in, _address(theta, w_at + lo * s_in), s_in,
+                a = view(work, places[level], s_in, m)
+                gemm(NO_TRANS, NO_TRANS, hi - lo, m, s_in, address(theta, w_at + lo * s_in), s_in,
                       a.ctypes.data, m, 0.0, z[lo:hi], m)  # fmt: skip
             add_bias(z[lo:hi], theta[b_at + lo : b_at + hi])
             if level < layers - 1:
                 activate(z[lo:hi], hidden)
 
-    a_out = _view(work, places[layers], K, m)
-    delta_out = _view(work, places[layers + 2 + layers - 1], K, m)
+    a_out = view(work, places[layers], K, m)
+    delta_out = view(work, places[layers + 2 + layers - 1], K, m)
     columns = (1, K, m)  # (K, m) as the kernel's (groups, K, inner)
     loss = output_and_delta(
         a_out.reshape(columns), Y_batch.reshape(columns), delta_out.reshape(columns), c, output
@@ -278,24 +153,24 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
     for level in range(layers - 1, -1, -1):  # BP, with the update of the layer above
         s_in, s_out = sizes[level + 1], sizes[level + 2]
         w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
-        delta = _view(work, places[layers + 2 + level], s_out, m)
+        delta = view(work, places[layers + 2 + level], s_out, m)
         for t in prange(threads):
             lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
             rows_of_W = target[w_at + lo * s_in : w_at + hi * s_in]
             if level == 0:
-                _gemm(_NO_TRANS, _NO_TRANS, hi - lo, s_in, m, _address(delta, lo * m), m,
+                gemm(NO_TRANS, NO_TRANS, hi - lo, s_in, m, address(delta, lo * m), m,
                       X_rows.ctypes.data, n, gemm_beta, rows_of_W, s_in)  # fmt: skip
             else:
-                a = _view(work, places[level], s_in, m)
-                _gemm(_NO_TRANS, _TRANS, hi - lo, s_in, m, _address(delta, lo * m), m,
+                a = view(work, places[level], s_in, m)
+                gemm(NO_TRANS, TRANS, hi - lo, s_in, m, address(delta, lo * m), m,
                       a.ctypes.data, m, gemm_beta, rows_of_W, s_in)  # fmt: skip
-            _bias_momentum(delta[lo:hi], target[b_at + lo : b_at + hi], gemm_beta)
+            bias_sums(delta[lo:hi], target[b_at + lo : b_at + hi], gemm_beta)
             part = 0.0
             if level > 0:
-                a = _view(work, places[level], s_in, m)
-                below = _view(work, places[layers + 2 + level - 1], s_in, m)
+                a = view(work, places[level], s_in, m)
+                below = view(work, places[layers + 2 + level - 1], s_in, m)
                 v_lo, v_hi = shares[level, t], shares[level, t + 1]
-                _gemm(_TRANS, _NO_TRANS, v_hi - v_lo, m, s_out, _address(theta, w_at + v_lo), s_in,
+                gemm(TRANS, NO_TRANS, v_hi - v_lo, m, s_out, address(theta, w_at + v_lo), s_in,
                       delta.ctypes.data, m, 0.0, below[v_lo:v_hi], m)  # fmt: skip
                 scale_by_g_prime(below[v_lo:v_hi], a[v_lo:v_hi], hidden)
             elif rows_updated:

@@ -110,3 +110,14 @@ def gather_columns(Y, rows, out):
     for i in range(rows.size):
         for k in range(Y.shape[1]):
             out[k, i] = Y[rows[i], k]
+
+
+@fast
+def bias_sums(delta, S_b, beta):
+    """S_b := β S_b + Σ_i δ_i for δ (units, m), examples as columns: the bias's gradient sums, added into
+    S_b (β = 1), written over it (β = 0), or added into momentum's velocity."""
+    for j in range(delta.shape[0]):
+        total = delta.dtype.type(0.0)
+        for i in range(delta.shape[1]):
+            total += delta[j, i]
+        S_b[j] = beta * S_b[j] + total

@@ -40,11 +40,12 @@ import numba
 import numpy as np
 from numba import prange
 
-from nncli.engines.compiled.cblas import NO_TRANS, TRANS, address, available, gemm, view
+from nncli.engines.compiled.cblas import available, view
+from nncli.engines.compiled.dense_gemm import NO_UNITS, forward_units, gradient_units, propagate_units
 from nncli.engines.compiled.jit import fast, threaded
 from nncli.engines.compiled.loops import batch_rows, parameter_starts
-from nncli.engines.compiled.products import bias_sums, gather_columns, gather_rows
-from nncli.engines.compiled.units import activate, add_bias, output_and_delta, scale_by_g_prime, unit_codes
+from nncli.engines.compiled.products import gather_columns, gather_rows
+from nncli.engines.compiled.units import output_and_delta, unit_codes
 from nncli.engines.compiled.updates import OPTIMIZER_CODES, apply_update, state_arrays, step_scalars
 from nncli.engines.numpy_engine import cost
 
@@ -90,6 +91,15 @@ def _update_rows(code, theta, first, second, G, offsets, sizes, level, shares, t
     return squares
 
 
+@_serial
+def _below(work, places, level, X_rows, s_in, m):
+    """(address, leading dimension) of a^(level+1), the input of layer ``level``: the gathered rows of X
+    (m, s_1) for the first, a^(l) (s_l, m) in ``work`` for the others."""
+    if level == 0:
+        return X_rows.ctypes.data, X_rows.shape[1]
+    return view(work, places[level], s_in, m).ctypes.data, m
+
+
 @_threaded
 def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, places, hyper, codes, shares):
     """One step on m rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
@@ -129,18 +139,11 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
         s_in, s_out = sizes[level + 1], sizes[level + 2]
         w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
         z = view(work, places[level + 1], s_out, m)
+        a_at, lda = _below(work, places, level, X_rows, s_in, m)
+        units = hidden if level < layers - 1 else NO_UNITS
         for t in prange(threads):
             lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
-            if level == 0:  # a^(1) is the gathered rows, read transposed
-                gemm(NO_TRANS, TRANS, hi - lo, m, s_in, address(theta, w_at + lo * s_in), s_in,
-                      X_rows.ctypes.data, n, 0.0, z[lo:hi], m)  # fmt: skip
-            else:
-                a = view(work, places[level], s_in, m)
-                gemm(NO_TRANS, NO_TRANS, hi - lo, m, s_in, address(theta, w_at + lo * s_in), s_in,
-                      a.ctypes.data, m, 0.0, z[lo:hi], m)  # fmt: skip
-            add_bias(z[lo:hi], theta[b_at + lo : b_at + hi])
-            if level < layers - 1:
-                activate(z[lo:hi], hidden)
+            forward_units(theta, w_at, b_at, s_in, lo, hi, a_at, lda, level == 0, z, units)
 
     a_out = view(work, places[layers], K, m)
     delta_out = view(work, places[layers + 2 + layers - 1], K, m)
@@ -154,25 +157,17 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
         s_in, s_out = sizes[level + 1], sizes[level + 2]
         w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
         delta = view(work, places[layers + 2 + level], s_out, m)
+        a_at, lda = _below(work, places, level, X_rows, s_in, m)
         for t in prange(threads):
             lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
-            rows_of_W = target[w_at + lo * s_in : w_at + hi * s_in]
-            if level == 0:
-                gemm(NO_TRANS, NO_TRANS, hi - lo, s_in, m, address(delta, lo * m), m,
-                      X_rows.ctypes.data, n, gemm_beta, rows_of_W, s_in)  # fmt: skip
-            else:
-                a = view(work, places[level], s_in, m)
-                gemm(NO_TRANS, TRANS, hi - lo, s_in, m, address(delta, lo * m), m,
-                      a.ctypes.data, m, gemm_beta, rows_of_W, s_in)  # fmt: skip
-            bias_sums(delta[lo:hi], target[b_at + lo : b_at + hi], gemm_beta)
+            gradient_units(delta, lo, hi, s_in, a_at, lda, level == 0, gemm_beta, target, w_at, b_at)
             part = 0.0
             if level > 0:
                 a = view(work, places[level], s_in, m)
                 below = view(work, places[layers + 2 + level - 1], s_in, m)
-                v_lo, v_hi = shares[level, t], shares[level, t + 1]
-                gemm(TRANS, NO_TRANS, v_hi - v_lo, m, s_out, address(theta, w_at + v_lo), s_in,
-                      delta.ctypes.data, m, 0.0, below[v_lo:v_hi], m)  # fmt: skip
-                scale_by_g_prime(below[v_lo:v_hi], a[v_lo:v_hi], hidden)
+                propagate_units(
+                    theta, w_at, s_in, shares[level, t], shares[level, t + 1], delta, below, a, hidden
+                )
             elif rows_updated:
                 part += _update_rows(code, theta, first, second, G, offsets, sizes, 0, shares, t, hyper)
             if level < layers - 1 and rows_updated:

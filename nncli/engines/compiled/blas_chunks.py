@@ -27,18 +27,12 @@ import numba
 import numpy as np
 from numba import prange
 
-from nncli.engines.compiled.cblas import NO_TRANS, TRANS, address, available, gemm, view
+from nncli.engines.compiled.cblas import address, available, view
+from nncli.engines.compiled.dense_gemm import NO_UNITS, forward_units, gradient_units, propagate_units
 from nncli.engines.compiled.jit import threaded
 from nncli.engines.compiled.loops import batch_rows, parameter_starts
-from nncli.engines.compiled.products import bias_sums, gather_columns, gather_rows
-from nncli.engines.compiled.units import (
-    activate,
-    add_bias,
-    output_and_delta,
-    propagate_one_unit,
-    scale_by_g_prime,
-    unit_codes,
-)
+from nncli.engines.compiled.products import gather_columns, gather_rows
+from nncli.engines.compiled.units import output_and_delta, unit_codes
 from nncli.engines.compiled.updates import OPTIMIZER_CODES, apply_update, state_arrays, step_scalars
 from nncli.engines.numpy_engine import MIN_ENTRIES_TO_SHARE_UPDATE, chunk_spans, cost, even_spans
 
@@ -86,17 +80,11 @@ def chunk_step(
 
             for level in range(layers):  # FP
                 s_in, s_out = sizes[level], sizes[level + 1]
-                w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
+                a_at, lda = (x_at, n) if level == 0 else (view(w, places[level], s_in, r).ctypes.data, r)
+                units = hidden if level < layers - 1 else NO_UNITS
                 z = view(w, places[level + 1], s_out, r)
-                if level == 0:  # a^(1): the chunk's rows of X, read transposed
-                    gemm(NO_TRANS, TRANS, s_out, r, s_in, address(theta, w_at), s_in, x_at, n, 0.0, z, r)
-                else:
-                    a = view(w, places[level], s_in, r)
-                    gemm(NO_TRANS, NO_TRANS, s_out, r, s_in, address(theta, w_at), s_in, a.ctypes.data, r,
-                         0.0, z, r)  # fmt: skip
-                add_bias(z, theta[b_at : b_at + s_out])
-                if level < layers - 1:
-                    activate(z, hidden)
+                forward_units(theta, offsets[2 * level], offsets[2 * level + 1], s_in, 0, s_out, a_at, lda,
+                              level == 0, z, units)  # fmt: skip
 
             a_out = view(w, places[layers], K, r)
             delta_out = view(w, places[layers + 1 + layers], K, r)
@@ -111,25 +99,13 @@ def chunk_step(
             for level in range(layers - 1, -1, -1):  # BP
                 s_in, s_out = sizes[level], sizes[level + 1]
                 w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
+                a_at, lda = (x_at, n) if level == 0 else (view(w, places[level], s_in, r).ctypes.data, r)
                 delta = view(w, places[layers + 2 + level], s_out, r)
-                sums_W = g[w_at : w_at + s_out * s_in]
-                if level == 0:
-                    gemm(NO_TRANS, NO_TRANS, s_out, s_in, r, delta.ctypes.data, r, x_at, n, accumulate,
-                         sums_W, s_in)  # fmt: skip
-                else:
-                    a = view(w, places[level], s_in, r)
-                    gemm(NO_TRANS, TRANS, s_out, s_in, r, delta.ctypes.data, r, a.ctypes.data, r, accumulate,
-                         sums_W, s_in)  # fmt: skip
-                bias_sums(delta, g[b_at : b_at + s_out], accumulate)
+                gradient_units(delta, 0, s_out, s_in, a_at, lda, level == 0, accumulate, g, w_at, b_at)
                 if level > 0:
                     a = view(w, places[level], s_in, r)
                     below = view(w, places[layers + 1 + level], s_in, r)
-                    if s_out == 1:  # an outer product, scaled by g′ as it is made
-                        propagate_one_unit(theta[w_at : w_at + s_in], delta[0], below, a, hidden)
-                    else:
-                        gemm(TRANS, NO_TRANS, s_in, r, s_out, address(theta, w_at), s_in, delta.ctypes.data,
-                             r, 0.0, below, r)  # fmt: skip
-                        scale_by_g_prime(below, a, hidden)
+                    propagate_units(theta, w_at, s_in, 0, s_in, delta, below, a, hidden)
             accumulate = 1.0
         losses[t] = loss
 

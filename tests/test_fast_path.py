@@ -483,3 +483,20 @@ def test_the_chunks_step_moves_a_large_theta_in_one_range_per_thread_and_equals_
     assert len(steps) == 2 and len(steps[0].ranges) == 3  # two ranges, one for each thread
     straightforward_train(plain, X, Y, optimizer=optimizer, **settings)
     np.testing.assert_allclose(fast.theta, plain.theta, rtol=0, atol=1e-12)
+
+
+@needs_threaded
+def test_steps_of_two_sizes_on_the_chunks_path_share_their_threads_gradients():
+    """A run's memory for gradients stays at one vector per thread, whatever its batch sizes."""
+    from nncli.engines.registry import Stepper
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(4200, 5)), np.eye(3)[rng.integers(0, 3, 4200)]
+    net = Network([5, 8, 3], seed=0)
+    optimizer = make_optimizer("adam", net.theta.size, net.dtype)
+    stepper = Stepper(net, optimizer, 0.1, None, "compiled", cores=2, path="compiled-blas-chunks")
+    stepper.take(X, Y, np.arange(2100), 0.1)
+    stepper.take(X, Y, np.arange(2100, 4200)[:2050], 0.1)
+    assert stepper.paths == {2100: "compiled-blas-chunks", 2050: "compiled-blas-chunks"}
+    first, second = (stepper._steps[m].G for m in (2100, 2050))
+    assert first.shape == (2, net.theta.size) and first is second

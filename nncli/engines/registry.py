@@ -221,7 +221,7 @@ def _build_chunks(ctx, lambda_, metric, m, shared):
     from nncli.engines.compiled import blas_chunks
 
     shared.hold_blas_to_one_thread()
-    return blas_chunks.ChunkStep(ctx.net, ctx.optimizer, lambda_, metric, m, ctx.cores)
+    return blas_chunks.ChunkStep(ctx.net, ctx.optimizer, lambda_, metric, m, ctx.cores, shared.gradient_rows)
 
 
 def _build_example(ctx, lambda_, metric, m, shared):
@@ -306,6 +306,7 @@ class _Shared:
 
         self.ctx = ctx
         self._gradients: list[np.ndarray] = []
+        self._gradient_rows: dict[int, np.ndarray] = {}
         if ctx.engine == "compiled" and kernels() is not None and kernels().knows_units(ctx.net):
             self.passes = kernels().CompiledPasses(ctx.net)
         else:
@@ -316,6 +317,14 @@ class _Shared:
         while len(self._gradients) < count:
             self._gradients.append(np.zeros_like(self.ctx.net.theta))
         return self._gradients[:count]
+
+    def gradient_rows(self, count: int) -> np.ndarray:
+        """``count`` gradient vectors laid out like θ as the rows of one array (for a compiled step that
+        gives each of its threads one), shared by the steps of the run that ask for as many."""
+        rows = self._gradient_rows.get(count)
+        if rows is None:
+            rows = self._gradient_rows[count] = np.zeros((count, self.ctx.net.theta.size), self.ctx.net.dtype)
+        return rows
 
     def pool(self):
         from nncli.engines.numpy_engine import shared_pool

@@ -17,8 +17,9 @@ GIL or for a helper thread to wake. Examples are columns, as there (the lecture'
   fused update (``nncli.engines.compiled.updates``), which adds the coupled λ term.
 
 Each thread's BLAS calls run on that thread (the registry holds BLAS to one thread of its own while a run
-lasts). The sums are added in thread order, so a step is deterministic for a given number of threads; the
-tests hold it to the straightforward step within 1e-12 in float64.
+lasts). Each pass of a layer is one of ``nncli.engines.compiled.dense_gemm``'s. The sums are added in
+thread order, so a step is deterministic for a given number of threads; the tests hold it to the
+straightforward step within 1e-12 in float64.
 """
 
 from __future__ import annotations
@@ -123,11 +124,11 @@ def chunk_step(
 
 class ChunkStep:
     """Steps of m rows on ``net`` through ``chunk_step`` on up to ``cores`` threads, with one of the
-    optimizers ``OPTIMIZER_CODES`` knows: the chunks, the threads' buffers and gradients, the update's
-    ranges, the network's shape, offsets and codes, made once. ``run`` updates θ and the optimizer's state
-    in place."""
+    optimizers ``OPTIMIZER_CODES`` knows: the chunks, the threads' buffers, the update's ranges, the
+    network's shape, offsets and codes, made once; the threads' gradients are the rows of
+    ``gradient_rows(threads)``. ``run`` updates θ and the optimizer's state in place."""
 
-    def __init__(self, net, optimizer, lambda_: float, metric, m: int, cores: int) -> None:
+    def __init__(self, net, optimizer, lambda_: float, metric, m: int, cores: int, gradient_rows) -> None:
         cores = min(cores, numba.get_num_threads())
         spans, threads = chunk_spans(m, net.dtype.itemsize, cores)
         if not available(threads):  # the gemm symbols must be known to the linker before a step is loaded
@@ -142,7 +143,7 @@ class ChunkStep:
         lengths = [*(rows * s for s in sizes), rows * sizes[-1], *(rows * s for s in sizes[1:])]
         self.places = np.cumsum([0, *lengths[:-1]]).astype(np.int64)
         self.work = np.zeros((threads, sum(lengths)), dtype=net.dtype)
-        self.G = np.zeros((threads, net.theta.size), dtype=net.dtype)
+        self.G = gradient_rows(threads)  # (threads, θ's size): written over by each step
         shared = threads if net.theta.size >= MIN_ENTRIES_TO_SHARE_UPDATE else 1
         self.ranges = np.array(
             [span.start for span in even_spans(net.theta.size, shared)] + [net.theta.size], dtype=np.int64

@@ -430,9 +430,10 @@ def test_a_chunked_step_is_cut_into_chunks_of_the_same_bytes_in_either_precision
 
 
 @needs_threaded
-@pytest.mark.parametrize("order", ["C", "F"])  # a C-ordered X is read where it lies, another gathered
+# a C-ordered X is read where it lies, another gathered (each order compiles the kernel once more: one
+# precision of it suffices)
+@pytest.mark.parametrize(("dtype", "order"), [(np.float64, "C"), (np.float32, "C"), (np.float64, "F")])
 @pytest.mark.parametrize(("batch", "batch_size"), [("batch", 1), ("mini-batch", 2500)])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_chunks_step_shares_chunks_of_rows_among_threads_and_equals_the_chunked_path(
     dtype, batch, batch_size, order
 ):

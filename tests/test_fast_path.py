@@ -423,6 +423,8 @@ def test_a_chunked_step_is_cut_into_chunks_of_the_same_bytes_in_either_precision
     spans, threads = chunk_spans(3 * CHUNK_ROWS, 8, 2)  # three chunks' rows on two threads: four chunks
     assert threads == 2 and len(spans) == 4 and sum(sizes(spans)) == 3 * CHUNK_ROWS
     assert chunk_spans(MIN_ROWS_TO_SPLIT - 1, 8, 2)[1] == 1  # a small step stays on one thread
+    spans, threads = chunk_spans(1500, 8, 2)  # less than a chunk's rows: still a chunk for each core
+    assert threads == 2 and sizes(spans) == [750, 750]
     for m, cores in [(1, 2), (1500, 2), (4500, 3), (9000, 4), (20001, 2)]:
         spans, threads = chunk_spans(m, 8, cores)
         assert sum(sizes(spans)) == m and spans[0].start == 0 and len(spans) % threads == 0

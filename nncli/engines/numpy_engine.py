@@ -242,10 +242,11 @@ class RangeUpdate:
 
 def chunk_spans(m: int, itemsize: int, cores: int) -> tuple[list[slice], int]:
     """(the chunks of a step of m rows, the threads that share them): chunks of at most ``CHUNK_ROWS`` rows
-    of float64 (as many bytes of another precision), as many for each thread, on up to ``cores`` threads
-    for a step of ``MIN_ROWS_TO_SPLIT`` rows or more."""
+    of float64 (as many bytes of another precision), as many for each thread, on all ``cores`` threads for
+    a step of ``MIN_ROWS_TO_SPLIT`` rows or more (each thread's products then run on BLAS's one thread, so
+    a step of fewer rows than a chunk still gets a chunk on each core)."""
     count = -(-m // (CHUNK_ROWS * 8 // itemsize))
-    threads = min(cores, count) if m >= MIN_ROWS_TO_SPLIT else 1
+    threads = cores if m >= MIN_ROWS_TO_SPLIT else 1
     return even_spans(m, -(-count // threads) * threads), threads
 
 

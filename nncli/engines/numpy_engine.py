@@ -60,9 +60,13 @@ if hasattr(os, "register_at_fork"):  # POSIX: a forked child has none of its par
     os.register_at_fork(after_in_child=shared_pool.cache_clear)
 
 
+def even_edges(total: int, count: int) -> np.ndarray:
+    """0 = e_0 ≤ e_1 ≤ … ≤ e_count = total: ``total`` cut into ``count`` parts that differ by at most one."""
+    return np.linspace(0, total, count + 1).round().astype(np.int64)
+
+
 def even_spans(total: int, count: int) -> list[slice]:
-    edges = np.linspace(0, total, count + 1).round().astype(int)
-    return [slice(int(a), int(b)) for a, b in itertools.pairwise(edges)]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(even_edges(total, count))]
 
 
 def _columns(flat: np.ndarray, units: int, count: int) -> np.ndarray:

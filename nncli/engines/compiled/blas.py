@@ -41,13 +41,19 @@ import numpy as np
 from numba import prange
 
 from nncli.engines.compiled.cblas import available, view
-from nncli.engines.compiled.dense_gemm import NO_UNITS, forward_units, gradient_units, propagate_units
+from nncli.engines.compiled.dense_gemm import (
+    NO_UNITS,
+    forward_units,
+    gradient_units,
+    layer_input,
+    propagate_units,
+)
 from nncli.engines.compiled.jit import fast, threaded
 from nncli.engines.compiled.loops import batch_rows, parameter_starts
 from nncli.engines.compiled.products import gather_columns, gather_rows
 from nncli.engines.compiled.units import output_and_delta, unit_codes
 from nncli.engines.compiled.updates import OPTIMIZER_CODES, apply_update, state_arrays, step_scalars
-from nncli.engines.numpy_engine import cost
+from nncli.engines.numpy_engine import cost, even_edges
 
 _threaded, _serial = threaded, fast
 
@@ -91,15 +97,6 @@ def _update_rows(code, theta, first, second, G, offsets, sizes, level, shares, t
     return squares
 
 
-@_serial
-def _below(work, places, level, X_rows, s_in, m):
-    """(address, leading dimension) of a^(level+1), the input of layer ``level``: the gathered rows of X
-    (m, s_1) for the first, a^(l) (s_l, m) in ``work`` for the others."""
-    if level == 0:
-        return X_rows.ctypes.data, X_rows.shape[1]
-    return view(work, places[level], s_in, m).ctypes.data, m
-
-
 @_threaded
 def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, places, hyper, codes, shares):
     """One step on m rows: rows[i] of X and Y, or rows start… when ``rows`` is empty.
@@ -139,7 +136,7 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
         s_in, s_out = sizes[level + 1], sizes[level + 2]
         w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
         z = view(work, places[level + 1], s_out, m)
-        a_at, lda = _below(work, places, level, X_rows, s_in, m)
+        a_at, lda = layer_input(level, X_rows.ctypes.data, n, work, places[level], s_in, m)
         units = hidden if level < layers - 1 else NO_UNITS
         for t in prange(threads):
             lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
@@ -157,7 +154,7 @@ def step(X, Y, rows, start, theta, first, second, G, work, sizes, offsets, place
         s_in, s_out = sizes[level + 1], sizes[level + 2]
         w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
         delta = view(work, places[layers + 2 + level], s_out, m)
-        a_at, lda = _below(work, places, level, X_rows, s_in, m)
+        a_at, lda = layer_input(level, X_rows.ctypes.data, n, work, places[level], s_in, m)
         for t in prange(threads):
             lo, hi = shares[level + 1, t], shares[level + 1, t + 1]
             gradient_units(delta, lo, hi, s_in, a_at, lda, level == 0, gemm_beta, target, w_at, b_at)
@@ -193,10 +190,6 @@ def _renamed(function, name: str):
 serial_step = _serial(_renamed(step.py_func, "serial_step"))  # prange is range here
 
 
-def _cuts(total: int, parts: int) -> np.ndarray:
-    return np.linspace(0, total, parts + 1).round().astype(np.int64)
-
-
 class BlasStep:
     """Steps of m rows on ``net`` through ``step`` shared among ``threads`` threads, or through
     ``serial_step`` for one, with one of the optimizers ``OPTIMIZER_CODES`` knows: the network's shape,
@@ -223,7 +216,7 @@ class BlasStep:
             [kappa / m, optimizer.beta, kappa * lambda_ / m, 0, 0, 0, 0, 0], dtype=net.dtype
         )
         self.codes = np.array([*unit_codes(net), OPTIMIZER_CODES[optimizer.name]], dtype=np.int64)
-        self.shares = np.stack([_cuts(m, threads), *(_cuts(s, threads) for s in sizes[1:])])
+        self.shares = np.stack([even_edges(m, threads), *(even_edges(s, threads) for s in sizes[1:])])
         K = sizes[-1]
         out_at, y_at = self.places[layers], self.places[layers + 1]
         self.outputs = self.work[out_at : out_at + m * K].reshape(K, m).T

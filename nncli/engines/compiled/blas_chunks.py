@@ -29,13 +29,19 @@ import numpy as np
 from numba import prange
 
 from nncli.engines.compiled.cblas import address, available, view
-from nncli.engines.compiled.dense_gemm import NO_UNITS, forward_units, gradient_units, propagate_units
+from nncli.engines.compiled.dense_gemm import (
+    NO_UNITS,
+    forward_units,
+    gradient_units,
+    layer_input,
+    propagate_units,
+)
 from nncli.engines.compiled.jit import threaded
 from nncli.engines.compiled.loops import batch_rows, parameter_starts
 from nncli.engines.compiled.products import gather_columns, gather_rows
 from nncli.engines.compiled.units import output_and_delta, unit_codes
 from nncli.engines.compiled.updates import OPTIMIZER_CODES, apply_update, state_arrays, step_scalars
-from nncli.engines.numpy_engine import MIN_ENTRIES_TO_SHARE_UPDATE, chunk_spans, cost, even_spans
+from nncli.engines.numpy_engine import MIN_ENTRIES_TO_SHARE_UPDATE, chunk_spans, cost, even_edges
 
 
 @threaded
@@ -81,7 +87,7 @@ def chunk_step(
 
             for level in range(layers):  # FP
                 s_in, s_out = sizes[level], sizes[level + 1]
-                a_at, lda = (x_at, n) if level == 0 else (view(w, places[level], s_in, r).ctypes.data, r)
+                a_at, lda = layer_input(level, x_at, n, w, places[level], s_in, r)
                 units = hidden if level < layers - 1 else NO_UNITS
                 z = view(w, places[level + 1], s_out, r)
                 forward_units(theta, offsets[2 * level], offsets[2 * level + 1], s_in, 0, s_out, a_at, lda,
@@ -100,7 +106,7 @@ def chunk_step(
             for level in range(layers - 1, -1, -1):  # BP
                 s_in, s_out = sizes[level], sizes[level + 1]
                 w_at, b_at = offsets[2 * level], offsets[2 * level + 1]
-                a_at, lda = (x_at, n) if level == 0 else (view(w, places[level], s_in, r).ctypes.data, r)
+                a_at, lda = layer_input(level, x_at, n, w, places[level], s_in, r)
                 delta = view(w, places[layers + 2 + level], s_out, r)
                 gradient_units(delta, 0, s_out, s_in, a_at, lda, level == 0, accumulate, g, w_at, b_at)
                 if level > 0:
@@ -145,9 +151,7 @@ class ChunkStep:
         self.work = np.zeros((threads, sum(lengths)), dtype=net.dtype)
         self.G = gradient_rows(threads)  # (threads, θ's size): written over by each step
         shared = threads if net.theta.size >= MIN_ENTRIES_TO_SHARE_UPDATE else 1
-        self.ranges = np.array(
-            [span.start for span in even_spans(net.theta.size, shared)] + [net.theta.size], dtype=np.int64
-        )
+        self.ranges = even_edges(net.theta.size, shared)
         self.losses = np.zeros(threads)
         self.squares = np.zeros(shared)
         kappa = optimizer.gradient_scale

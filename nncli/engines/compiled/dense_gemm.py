@@ -3,7 +3,8 @@
 rows and gives each thread all of them). Examples are columns: z^(l+1), δ^(l+1) are (s_{l+1}, m) and
 a^(l) is (s_l, m), except a^(1), which is the batch's rows of X (m, s_1) read transposed.
 
-a^(l) is passed as an address with its leading dimension and whether it holds examples as rows:
+a^(l) is passed as an address with its leading dimension (``layer_input``) and whether it holds examples as
+rows:
 
 - ``forward_units``:   rows lo…hi of z^(l+1) = Θ^(l) a^(l) + b^(l), then g on them;
 - ``gradient_units``:  rows lo…hi of S_W := β S_W + δ^(l+1) a^(l)ᵀ, and S_b := β S_b + Σ_i δ^(l+1)_i
@@ -14,7 +15,7 @@ a^(l) is passed as an address with its leading dimension and whether it holds ex
 
 from __future__ import annotations
 
-from nncli.engines.compiled.cblas import NO_TRANS, TRANS, address, gemm
+from nncli.engines.compiled.cblas import NO_TRANS, TRANS, address, gemm, view
 from nncli.engines.compiled.jit import fast
 from nncli.engines.compiled.products import bias_sums
 from nncli.engines.compiled.units import activate, add_bias, propagate_one_unit, scale_by_g_prime
@@ -55,3 +56,12 @@ def propagate_units(theta, w_at, s_in, lo, hi, delta, below, a, code):
     gemm(TRANS, NO_TRANS, hi - lo, m, s_out, address(theta, w_at + lo), s_in, delta.ctypes.data, m, 0.0,
          below[lo:hi], m)  # fmt: skip
     scale_by_g_prime(below[lo:hi], a[lo:hi], code)
+
+
+@fast
+def layer_input(level, x_at, n, work, at, s_in, m):
+    """(address, leading dimension) of layer ``level``'s input a^(level+1): the batch's rows of X (m, n) at
+    ``x_at`` for the first layer, else a^(l) (s_in, m) at work[at]."""
+    if level == 0:
+        return x_at, n
+    return view(work, at, s_in, m).ctypes.data, m
